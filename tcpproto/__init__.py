@@ -1,0 +1,32 @@
+"""
+tcpproto: TCP echo and "thank you" servers and a client, done the Twisted way.
+
+The public names, importable from here:
+
+- :class:`EchoFactory`, :class:`EchoProtocol`, :class:`LineEchoProtocol`: RFC 862 echo.
+- :class:`ThankYouFactory`, :class:`ThankYouProtocol`: the tutorial's acknowledgement server.
+- :class:`ConnectionLimits`: admission control shared by listeners.
+- :class:`ClientProtocol`, :class:`InputProtocol`, :func:`exchange`: the client side.
+"""
+
+from tcpproto._version import __version__
+from tcpproto.client import ClientProtocol, InputProtocol, exchange
+from tcpproto.connection import ServerConnection, ServerFactory
+from tcpproto.echo import EchoFactory, EchoProtocol, LineEchoProtocol
+from tcpproto.limits import ConnectionLimits
+from tcpproto.thankyou import ThankYouFactory, ThankYouProtocol
+
+__all__ = [
+    "ClientProtocol",
+    "ConnectionLimits",
+    "EchoFactory",
+    "EchoProtocol",
+    "InputProtocol",
+    "LineEchoProtocol",
+    "ServerConnection",
+    "ServerFactory",
+    "ThankYouFactory",
+    "ThankYouProtocol",
+    "__version__",
+    "exchange",
+]

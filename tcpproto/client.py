@@ -1,0 +1,435 @@
+"""
+The client: a byte pipe between local input/output and a TCP connection.
+
+The tutorial's client does ``connect``, ``send``, ``recv(1024)``, ``close``: it
+reads at most one buffer of the answer and can block forever on either side.
+Here both directions flow at once, each with flow control, and the end of the
+input becomes a half-close, so the server can finish answering:
+
+- :class:`ClientProtocol` is the network side: what the server sends goes to
+  an output consumer (standard output, or a buffer), and the socket stops
+  being read while that output is full.
+- :class:`InputProtocol` is the local side: what it reads goes to the
+  connection, and it stops reading while the socket's send buffer is full.
+  The end of its input half-closes the connection (our FIN); we keep reading
+  until the server closes too.
+- :func:`exchange` is the one-shot form for other Twisted code: send some
+  bytes, half-close, and get back everything the server sent.
+
+Run it as ``tcpecho-client HOST PORT`` or ``python -m tcpproto.client``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO, NoReturn, cast
+
+from twisted.internet import defer, error
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, clientFromString, connectProtocol
+from twisted.internet.interfaces import (
+    IConsumer,
+    IHalfCloseableProtocol,
+    IProducer,
+    IPushProducer,
+    IReactorCore,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7788
+DEFAULT_TIMEOUT = 10.0
+
+#: Exit statuses of ``tcpecho-client``.
+EXIT_OK = 0
+EXIT_CONNECT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@implementer(IHalfCloseableProtocol)
+class ClientProtocol(Protocol):
+    """
+    The network side of the client.
+
+    :param output: where the server's bytes go: any
+        :class:`~twisted.internet.interfaces.IConsumer` (a stdio transport,
+        a file writer, a buffer).  It is given the connection as a streaming
+        producer, so it can pause reading from the socket while it is full.
+
+    :ivar done: fires with ``None`` when the connection has closed cleanly
+        (FIN), or fails with the reason it was lost (RST, timeout).
+    :ivar serverClosedFirst: whether the server ended the connection before
+        we half-closed it.
+    """
+
+    def __init__(self, output: IConsumer) -> None:
+        self.output = output
+        self.done: Deferred[None] = Deferred()
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.halfClosed = False
+        self.serverClosedFirst = False
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.output.registerProducer(cast(IProducer, self.transport), True)
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the server."""
+        assert self.transport is not None
+        self.bytesOut += len(data)
+        self.transport.write(data)
+
+    def halfClose(self) -> None:
+        """
+        We have nothing more to send: send FIN, keep reading the answer.
+
+        Transports that cannot half-close (TLS) are closed instead, once
+        what is buffered has been sent.
+        """
+        if self.halfClosed:
+            return
+        self.halfClosed = True
+        transport = self.transport
+        assert transport is not None
+        loseWrite = getattr(transport, "loseWriteConnection", None)
+        if loseWrite is None:
+            transport.loseConnection()
+        else:
+            loseWrite()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.bytesIn += len(data)
+        self.output.write(data)
+
+    def readConnectionLost(self) -> None:
+        """The server sent FIN: it will send nothing more, so we close too."""
+        if not self.halfClosed:
+            self.serverClosedFirst = True
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our FIN went out."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.halfClosed:
+            self.serverClosedFirst = True
+        self.output.unregisterProducer()
+        if reason.check(error.ConnectionDone):
+            self.done.callback(None)
+        else:
+            self.done.errback(reason)
+
+
+@implementer(IHalfCloseableProtocol)
+class InputProtocol(Protocol):
+    """
+    The local side of the client: its input goes to ``connection``.
+
+    Attach it to a :class:`twisted.internet.stdio.StandardIO` (or any
+    transport whose reading can be paused): it registers that transport as a
+    streaming producer with the connection, so input is read only as fast as
+    the network takes it, and the end of input half-closes the connection.
+
+    :ivar closed: fires when this local transport has closed both ways.
+    """
+
+    def __init__(self, connection: ClientProtocol) -> None:
+        self.connection = connection
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        net = self.connection.transport
+        assert net is not None
+        assert self.transport is not None
+        cast(IConsumer, net).registerProducer(cast(IPushProducer, self.transport), True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.connection.write(data)
+
+    def readConnectionLost(self) -> None:
+        """End of input: half-close the connection."""
+        net = self.connection.transport
+        if net is not None:
+            cast(IConsumer, net).unregisterProducer()
+        if not self.connection.done.called:
+            self.connection.halfClose()
+
+    def writeConnectionLost(self) -> None:
+        """Our output was closed (a pipe reader went away): stop the connection."""
+        if not self.connection.done.called and self.connection.transport is not None:
+            self.connection.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closed.callback(None)
+
+
+@implementer(IConsumer)
+class _Collector:
+    """An in-memory consumer for :func:`exchange`."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        pass
+
+
+async def _exchange(endpoint: IStreamClientEndpoint, data: bytes) -> bytes:
+    collector = _Collector()
+    proto = ClientProtocol(collector)
+    await connectProtocol(endpoint, proto)
+    if data:
+        proto.write(data)
+    proto.halfClose()
+    await proto.done
+    return b"".join(collector.chunks)
+
+
+def exchange(endpoint: IStreamClientEndpoint, data: bytes) -> Deferred[bytes]:
+    """
+    Connect to ``endpoint``, send ``data``, half-close, and collect the answer.
+
+    :return: a Deferred that fires with every byte the server sent until it
+        closed the connection, or fails with why the connection could not be
+        made or was lost.
+
+    Against the echo server the answer is ``data`` itself::
+
+        answer = await exchange(clientFromString(reactor, "tcp:127.0.0.1:7788"), b"hi")
+    """
+    return Deferred.fromCoroutine(_exchange(endpoint, data))
+
+
+# -- the command line -----------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def buildParser() -> argparse.ArgumentParser:
+    """The ``tcpecho-client`` argument parser."""
+    p = _Parser(
+        prog="tcpecho-client",
+        description=(
+            "Connect to a TCP server, send standard input to it as raw bytes, and write "
+            "what it sends back to standard output. At the end of input the connection "
+            "is half-closed, and the client exits once the server has closed too."
+        ),
+    )
+    p.add_argument("host", nargs="?", help=f"server host name or address (default {DEFAULT_HOST})")
+    p.add_argument("port", nargs="?", type=_port, help=f"server port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--connect",
+        metavar="DESC",
+        help="a Twisted client endpoint string instead of HOST PORT, e.g. tcp:127.0.0.1:7788, "
+        "unix:/run/tcpecho.sock, tls:example.net:7788",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up connecting after this long (default {DEFAULT_TIMEOUT:g})",
+    )
+    return p
+
+
+def _ask(prompt: str, default: str, stdin: IO[str], stderr: IO[str]) -> str:
+    stderr.write(f"{prompt} [{default}]: ")
+    stderr.flush()
+    answer = stdin.readline()
+    if not answer:
+        raise EOFError
+    return answer.strip() or default
+
+
+def _describeFailure(reason: Failure) -> str:
+    if reason.check(error.ConnectionRefusedError):
+        return "connection refused"
+    if reason.check(error.DNSLookupError, error.UnknownHostError):
+        return "unknown host"
+    if reason.check(error.TimeoutError, error.TCPTimedOutError):
+        return "timed out"
+    if reason.check(error.ConnectionLost):
+        return "connection lost"
+    message = reason.getErrorMessage().strip().splitlines()
+    return message[0] if message else reason.type.__name__  # type: ignore[union-attr]
+
+
+class _Target:
+    """Where to connect, and how to name it in messages."""
+
+    def __init__(self, description: str | None, host: str, port: int, timeout: float) -> None:
+        self.description = description
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    def name(self) -> str:
+        return self.description or f"{self.host} port {self.port}"
+
+    def endpoint(self, reactor: IReactorCore) -> IStreamClientEndpoint:
+        if self.description is not None:
+            return cast(IStreamClientEndpoint, clientFromString(reactor, self.description))
+        return HostnameEndpoint(reactor, self.host, self.port, timeout=self.timeout)
+
+
+def parseTarget(argv: Sequence[str], stdin: IO[str], stderr: IO[str]) -> _Target:
+    """
+    Read the command line (and, interactively, ask for host and port).
+
+    :raises SystemExit: on a usage error, with a one-line message.
+    """
+    parser = buildParser()
+    args = parser.parse_args(list(argv))
+    if args.connect is not None:
+        if args.host is not None:
+            parser.error("give either HOST [PORT] or --connect, not both")
+        return _Target(args.connect, "", 0, args.timeout)
+    host, port = args.host, args.port
+    if host is None and stdin.isatty():
+        # Like the tutorial's client: ask for the server's address.
+        try:
+            host = _ask("server host", DEFAULT_HOST, stdin, stderr)
+            portText = _ask("server port", str(DEFAULT_PORT), stdin, stderr)
+        except (EOFError, KeyboardInterrupt):
+            stderr.write("\n")
+            raise SystemExit(EXIT_USAGE) from None
+        try:
+            port = _port(portText)
+        except argparse.ArgumentTypeError as e:
+            parser.error(str(e))
+    return _Target(None, host or DEFAULT_HOST, port or DEFAULT_PORT, args.timeout)
+
+
+@implementer(IHalfCloseableProtocol)
+class _InputGate(Protocol):
+    """
+    Standard input, held paused until the connection is up, then handed to
+    an :class:`InputProtocol` (nothing typed early is lost or sent early).
+    """
+
+    def __init__(self) -> None:
+        self.inner: InputProtocol | None = None
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        cast(IPushProducer, self.transport).pauseProducing()
+
+    def attach(self, inner: InputProtocol) -> None:
+        assert self.transport is not None
+        self.inner = inner
+        inner.makeConnection(self.transport)  # type: ignore[no-untyped-call]
+        cast(IPushProducer, self.transport).resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        if self.inner is not None:
+            self.inner.readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        if self.inner is not None:
+            self.inner.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.inner is not None:
+            self.inner.connectionLost(reason)
+        self.closed.callback(None)
+
+
+async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int:
+    from twisted.internet.stdio import StandardIO
+
+    stderr = sys.stderr
+    try:
+        endpoint = target.endpoint(reactor)
+    except (ValueError, KeyError, TypeError) as e:
+        stderr.write(f"tcpecho-client: bad endpoint {target.name()!r}: {e}\n")
+        return EXIT_USAGE
+    gate = _InputGate()
+    stdio = StandardIO(gate, reactor=reactor)
+    proto = ClientProtocol(stdio)
+    try:
+        await connectProtocol(endpoint, proto)
+    except Exception:
+        why = _describeFailure(Failure())
+        stderr.write(f"tcpecho-client: cannot connect to {target.name()}: {why}\n")
+        stdio.loseConnection()
+        await gate.closed
+        return EXIT_CONNECT_FAILED
+    gate.attach(InputProtocol(proto))
+    status = EXIT_OK
+    try:
+        await proto.done
+    except Exception:
+        stderr.write(f"tcpecho-client: {target.name()}: {_describeFailure(Failure())}\n")
+        status = EXIT_CONNECT_FAILED
+    else:
+        if proto.serverClosedFirst and interactive:
+            stderr.write(f"tcpecho-client: {target.name()} closed the connection\n")
+    stdio.loseConnection()
+    await gate.closed
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``tcpecho-client`` command."""
+    from twisted.internet import task
+
+    target = parseTarget(sys.argv[1:] if argv is None else argv, sys.stdin, sys.stderr)
+    interactive = sys.stdin.isatty()
+
+    def run(reactor: IReactorCore) -> Deferred[None]:
+        d = defer.Deferred.fromCoroutine(_run(reactor, target, interactive))
+
+        def finish(status: int) -> None:
+            raise SystemExit(status)
+
+        return d.addCallback(finish)
+
+    task.react(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""
+What every tcpproto server connection does, whatever it answers.
+
+:class:`ServerConnection` maps TCP's connection lifecycle onto Twisted's
+callbacks, once, for the echo and thank-you protocols:
+
+- ``connectionMade``: the three-way handshake is over.  The connection is
+  counted, logged, and registers itself as the *producer* for its own
+  transport, which is how flow control works (below).
+- ``dataReceived``: some bytes of the stream arrived; not a message.
+- flow control: when the transport's outgoing buffer passes its high-water
+  mark (the peer is not reading), Twisted calls :meth:`pauseProducing`, which
+  stops reading from the socket.  The kernel's receive window then fills and
+  TCP itself tells the peer to stop sending.  When the buffer drains,
+  :meth:`resumeProducing` starts reading again.  Memory per connection stays
+  bounded by the transport's buffer size whatever the peer does.
+- half-close: the peer's FIN arrives as ``readConnectionLost`` (we provide
+  :class:`~twisted.internet.interfaces.IHalfCloseableProtocol`); the protocol
+  finishes its answer, then closes, and everything still buffered is sent
+  before our FIN.  Without this interface Twisted would call
+  ``connectionLost`` on FIN and drop what was not yet written.
+- ``connectionLost``: both directions are closed (FIN each way, or RST).  The
+  connection is uncounted and its totals logged.
+
+:class:`ServerFactory` is the shared part of the echo and thank-you factories:
+admission control (:class:`~tcpproto.limits.ConnectionLimits`), the idle
+timeout, and the per-listener counters in :class:`~tcpproto.stats.ListenerStats`.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import ClassVar, cast
+
+from twisted.internet import error, tcp
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import ServerFactory as _TwistedServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tcpproto.limits import ConnectionLimits, IPAddress, Network, peerIP
+from tcpproto.stats import ListenerStats
+
+#: Close reasons a connection records when it, not the peer, ends the connection.
+IDLE_TIMEOUT = "idle-timeout"
+LINE_TOO_LONG = "line-too-long"
+SHUTDOWN = "shutdown"
+REPLIED_ONCE = "replied-once"
+
+#: Default idle timeout, in seconds.
+DEFAULT_IDLE_TIMEOUT = 300.0
+
+# The idle timer wakes this many times per timeout period, so an idle
+# connection is closed after between 1 and 1 + 1/_IDLE_CHECKS periods of
+# silence, while dataReceived does no timer work at all.
+_IDLE_CHECKS = 4
+
+
+def formatAddress(address: IAddress | None) -> str:
+    """A peer or host address as an operator reads it: ``1.2.3.4:80``, ``[::1]:80``."""
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "backslashreplace")
+        return f"unix:{name}" if name else "unix"
+    return repr(address)
+
+
+def _writeThroughSocket(transport: object) -> socket.socket | None:
+    """
+    The socket behind ``transport`` if we may write to it directly, else ``None``.
+
+    Twisted's ``transport.write`` always buffers and waits for the next
+    writable event, which costs an extra epoll registration and wake-up per
+    message.  When nothing is buffered we may instead ``send()`` at once, the
+    way asyncio and uvloop do.  This reads private attributes of
+    :class:`twisted.internet.tcp.Connection`, so it is used only when the
+    transport is a plain TCP connection (its ``writeSomeData`` is exactly
+    Twisted's) with the attributes we rely on; anything else (TLS, UNIX
+    sockets, wrappers, test transports) goes through the public API.
+    """
+    if getattr(type(transport), "writeSomeData", None) is not tcp.Connection.writeSomeData:
+        return None
+    for name in ("_tempDataBuffer", "_tempDataLen", "dataBuffer", "_writeDisconnected"):
+        if not hasattr(transport, name):
+            return None
+    sock = getattr(transport, "socket", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _readingSide(transport: object) -> IPushProducer | None:
+    """
+    The object whose ``pauseProducing`` stops reading for ``transport``.
+
+    A TCP transport is its own producer; wrappers (TLS, the PROXY protocol)
+    are not, so we pause the transport they wrap.
+    """
+    for _ in range(8):
+        if IPushProducer.providedBy(transport) or hasattr(transport, "pauseProducing"):
+            return cast(IPushProducer, transport)
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return None
+    return None
+
+
+@implementer(IHalfCloseableProtocol, IPushProducer)
+class ServerConnection(Protocol):
+    """
+    One accepted connection: counting, logging, flow control, idle timeout.
+
+    Subclasses implement ``dataReceived`` and ``readConnectionLost`` and send
+    with :meth:`send`, which counts the bytes and takes the fast path when it
+    can.
+    """
+
+    factory: ServerFactory
+
+    #: Bytes received from / handed to the transport for the peer.
+    bytesIn: int = 0
+    bytesOut: int = 0
+    #: Why we closed the connection, when we did (see the module constants).
+    closeReason: str | None = None
+    #: Whether reading is paused because the peer is not reading our output.
+    paused: bool = False
+    #: When the connection was made, on the factory's clock.
+    started: float = 0.0
+    #: The peer's address, as formatted for the log.
+    peer: str = ""
+
+    _ip: IPAddress | None = None
+    _sock: socket.socket | None = None
+    _reader: IPushProducer | None = None
+    _idleCall: IDelayedCall | None = None
+    _idleMark: int = -1
+    _idleStrikes: int = 0
+    _resumes: int = 0
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        transport = self.transport
+        assert transport is not None
+        self.started = factory.clock.seconds()
+        factory._connectionMade(self)
+        if factory.noDelay and ITCPTransport.providedBy(transport):
+            # Echo answers are latency-bound: do not let Nagle hold them back.
+            transport.setTcpNoDelay(True)
+        if factory.writeThrough:
+            self._sock = _writeThroughSocket(transport)
+        self._reader = _readingSide(transport)
+        cast(IConsumer, transport).registerProducer(self, True)
+        if factory.idleTimeout > 0:
+            self._idleCall = factory.clock.callLater(
+                factory.idleTimeout / _IDLE_CHECKS, self._checkIdle
+            )
+
+    # -- sending --------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` to the peer, in order after everything sent before."""
+        self.bytesOut += len(data)
+        sock = self._sock
+        if sock is not None:
+            # The write-through fast path: see _writeThroughSocket.
+            t = cast(tcp.Connection, self.transport)
+            if (
+                t.connected
+                and not t._tempDataLen
+                and not t.dataBuffer
+                and not t._writeDisconnected
+            ):
+                try:
+                    sent = sock.send(data)
+                except OSError:
+                    # EAGAIN, or an error the transport will meet and report
+                    # its own way when it writes what we hand it below.
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def closeBecause(self, reason: str) -> None:
+        """Close the connection for ``reason``, after sending what is buffered."""
+        if self.closeReason is None:
+            self.closeReason = reason
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now (RST), discarding what is buffered."""
+        if self.closeReason is None:
+            self.closeReason = reason
+        assert self.transport is not None
+        cast(ITCPTransport, self.transport).abortConnection()
+
+    # -- IPushProducer: flow control ------------------------------------
+
+    def pauseProducing(self) -> None:
+        """Our output buffer is full: stop reading until the peer catches up."""
+        self.paused = True
+        if self._reader is not None:
+            self._reader.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """Our output buffer drained: read again."""
+        self.paused = False
+        self._resumes += 1
+        if self._reader is not None:
+            self._reader.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; ``connectionLost`` follows."""
+
+    # -- IHalfCloseableProtocol -----------------------------------------
+
+    def readConnectionLost(self) -> None:
+        """The peer sent FIN: nothing more will arrive.  Finish and close."""
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our FIN is sent (after a ``loseWriteConnection``)."""
+
+    # -- the end ----------------------------------------------------------
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._idleCall is not None:
+            if self._idleCall.active():
+                self._idleCall.cancel()
+            self._idleCall = None
+        self._sock = None
+        self.factory._connectionLost(self, reason)
+
+    # -- idle timeout -----------------------------------------------------
+
+    def _checkIdle(self) -> None:
+        # Activity is any byte in or out, or a drained output buffer; reading
+        # three integers here is all the idle timeout costs the data path.
+        mark = self.bytesIn + self.bytesOut + self._resumes
+        if mark != self._idleMark:
+            self._idleMark = mark
+            self._idleStrikes = 0
+        else:
+            self._idleStrikes += 1
+        if self._idleStrikes >= _IDLE_CHECKS:
+            self._idleCall = None
+            self.factory.log.info(
+                "{peer} idle for {timeout}s: closing",
+                peer=self.peer,
+                timeout=self.factory.idleTimeout,
+            )
+            self.abort(IDLE_TIMEOUT)
+            return
+        self._idleCall = self.factory.clock.callLater(
+            self.factory.idleTimeout / _IDLE_CHECKS, self._checkIdle
+        )
+
+
+class ServerFactory(_TwistedServerFactory):
+    """
+    The shared part of tcpproto's server factories.
+
+    :param idleTimeout: seconds without a byte either way after which a
+        connection is closed (0 disables).
+    :param limits: a :class:`~tcpproto.limits.ConnectionLimits` to share
+        with other factories (one server, several listeners); when ``None``
+        one is made from ``maxConnections``, ``maxPerPeer`` and ``allow``.
+    :param listener: a name for the listener, used in logs and metrics
+        (``twistd tcpecho`` passes the endpoint string).
+    :param clock: the time source, for tests; the global reactor by default.
+    :param noDelay: set ``TCP_NODELAY`` on accepted TCP connections.
+    """
+
+    log = Logger(namespace="tcpproto")
+    protocol: type[ServerConnection]  # type: ignore[assignment]
+    #: The name of what the server does, in logs and metrics.
+    mode: ClassVar[str] = "server"
+    #: Whether :meth:`ServerConnection.send` may take the write-through fast
+    #: path on plain TCP transports (tests switch it off to cover the other).
+    writeThrough: bool = True
+
+    def __init__(
+        self,
+        *,
+        idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
+        limits: ConnectionLimits | None = None,
+        maxConnections: int = 10000,
+        maxPerPeer: int = 0,
+        allow: tuple[str | Network, ...] | list[str | Network] = (),
+        listener: str = "",
+        clock: IReactorTime | None = None,
+        noDelay: bool = True,
+    ) -> None:
+        if idleTimeout < 0:
+            raise ValueError("idleTimeout must be 0 (disabled) or positive")
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.clock = clock
+        self.idleTimeout = idleTimeout
+        self.limits = (
+            limits
+            if limits is not None
+            else ConnectionLimits(
+                maxConnections=maxConnections, maxPerPeer=maxPerPeer, allow=allow
+            )
+        )
+        self.listener = listener
+        self.noDelay = noDelay
+        self.stats = ListenerStats()
+        self._refusalLogged: dict[str, float] = {}
+        self._refusalSuppressed: dict[str, int] = {}
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
+        """
+        Admit or refuse a connection from ``addr``, before any byte is read.
+
+        A refused connection gets :meth:`refusalProtocol`'s protocol, or is
+        closed at once when that is ``None``.
+        """
+        reason = self.limits.check(addr)
+        if reason is not None:
+            self.stats.refused[reason] += 1
+            self._logRefusal(addr, reason)
+            return self.refusalProtocol(reason)
+        p = self.protocol()
+        p.factory = self
+        p._ip = peerIP(addr)
+        return p
+
+    def refusalProtocol(self, reason: str) -> Protocol | None:
+        """
+        What a refused peer talks to: ``None`` closes it at once.
+
+        Peers outside the access list are always closed at once.
+        """
+        return None
+
+    def _logRefusal(self, addr: IAddress, reason: str) -> None:
+        # One line per refusal is what an operator wants to read, until a
+        # flood makes the log the attack: then one line per second and reason,
+        # with the count of those not logged.
+        now = self.clock.seconds()
+        last = self._refusalLogged.get(reason)
+        if last is not None and now - last < 1.0:
+            self._refusalSuppressed[reason] = self._refusalSuppressed.get(reason, 0) + 1
+            return
+        self._refusalLogged[reason] = now
+        suppressed = self._refusalSuppressed.pop(reason, 0)
+        self.log.warn(
+            "refused {peer} on {listener}: {reason}"
+            + (" ({suppressed} more refused in the last second)" if suppressed else ""),
+            event="refused",
+            peer=formatAddress(addr),
+            listener=self.listener,
+            mode=self.mode,
+            reason=reason,
+            suppressed=suppressed,
+        )
+
+    def _connectionMade(self, conn: ServerConnection) -> None:
+        assert conn.transport is not None
+        conn.peer = formatAddress(conn.transport.getPeer())
+        self.limits.opened(conn, conn._ip)
+        self.stats.opened()
+        self.log.info(
+            "{peer} connected to {listener} ({mode})",
+            event="open",
+            peer=conn.peer,
+            listener=self.listener,
+            mode=self.mode,
+        )
+
+    def _connectionLost(self, conn: ServerConnection, reason: Failure) -> None:
+        self.limits.closed(conn, conn._ip)
+        duration = self.clock.seconds() - conn.started
+        self.stats.closed(conn.bytesIn, conn.bytesOut, duration)
+        why = conn.closeReason
+        if why is None:
+            why = "closed" if reason.check(error.ConnectionDone) else "lost"
+        if conn.transport is not None:
+            # A PROXY-protocol wrapper knows the real client only once its
+            # header is read, after connectionMade: log the best we know now.
+            conn.peer = formatAddress(conn.transport.getPeer())
+        self.log.info(
+            "{peer} closed ({reason}) after {duration:.3f}s: {bytes_in} bytes in, {bytes_out} out",
+            event="close",
+            peer=conn.peer,
+            listener=self.listener,
+            mode=self.mode,
+            bytes_in=conn.bytesIn,
+            bytes_out=conn.bytesOut,
+            duration=duration,
+            reason=why,
+        )

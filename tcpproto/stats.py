@@ -1,0 +1,61 @@
+"""
+Per-listener counters, kept as plain integers.
+
+The data path only adds to integers on each connection
+(:attr:`~tcpproto.connection.ServerConnection.bytesIn` and ``bytesOut``);
+totals are folded in here when a connection closes, and whoever publishes them
+(the Prometheus endpoint, a test) reads them when asked.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+
+#: Upper bounds, in seconds, of the connection-duration histogram's buckets.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.01,
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+    3600.0,
+)
+
+
+class ListenerStats:
+    """Counters for one listener (one factory)."""
+
+    def __init__(self) -> None:
+        #: Connections accepted, ever.
+        self.connectionsTotal = 0
+        #: Connections open now.
+        self.active = 0
+        #: Bytes in and out of connections that have closed.
+        self.closedBytesIn = 0
+        self.closedBytesOut = 0
+        #: Refused connections, by reason.
+        self.refused: Counter[str] = Counter()
+        #: Closed connections per duration bucket (the last one is +Inf),
+        #: not cumulative; and the sum of their durations.
+        self.durationCounts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.durationSum = 0.0
+
+    def opened(self) -> None:
+        """Count a new connection."""
+        self.connectionsTotal += 1
+        self.active += 1
+
+    def closed(self, bytesIn: int, bytesOut: int, duration: float) -> None:
+        """Fold a closed connection's totals in."""
+        self.active -= 1
+        self.closedBytesIn += bytesIn
+        self.closedBytesOut += bytesOut
+        self.durationCounts[bisect_left(DURATION_BUCKETS, duration)] += 1
+        self.durationSum += duration

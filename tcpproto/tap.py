@@ -1,0 +1,247 @@
+"""
+``twistd tcpecho``: the options and the service they build.
+
+Modelled on Twisted's own ``twisted.web.tap``: an :class:`Options` class and a
+:func:`makeService` that turns parsed options into an
+:class:`~twisted.application.service.IService`; the dropin in
+``twisted/plugins/tcpecho.py`` only names them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from tcpproto.connection import DEFAULT_IDLE_TIMEOUT, ServerFactory
+from tcpproto.echo import FRAMINGS, RAW, EchoFactory
+from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH
+from tcpproto.limits import ConnectionLimits, parseNetwork
+from tcpproto.service import (
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    ListenerService,
+    ServerService,
+    raiseFileLimit,
+)
+from tcpproto.thankyou import DEFAULT_REPLY, ThankYouFactory
+
+DEFAULT_LISTEN = "tcp:7788"
+MODES = ("echo", "thankyou")
+
+log = Logger(namespace="tcpproto")
+
+
+def _nonNegativeInt(name: str) -> Any:
+    def coerce(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"--{name} takes a whole number, not {text!r}") from None
+        if value < 0:
+            raise ValueError(f"--{name} must be 0 or more, not {value}")
+        return value
+
+    coerce.coerceDoc = "A whole number, 0 or more."  # type: ignore[attr-defined]
+    return coerce
+
+
+def _nonNegativeFloat(name: str) -> Any:
+    def coerce(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"--{name} takes a number of seconds, not {text!r}") from None
+        if not value >= 0:
+            raise ValueError(f"--{name} must be 0 or more, not {text}")
+        return value
+
+    coerce.coerceDoc = "Seconds, 0 or more."  # type: ignore[attr-defined]
+    return coerce
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd tcpecho``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "An RFC 862 echo server, or the tutorial's 'thank you' server, on any Twisted "
+        "endpoint. Default: echo on tcp:7788."
+    )
+
+    optFlags = [
+        ["once", None, "thankyou mode: reply to the first message only, then close."],
+    ]
+
+    optParameters = [
+        ["mode", "m", "echo", "What to answer: " + " or ".join(MODES) + "."],
+        ["reply", None, DEFAULT_REPLY.decode(), "thankyou mode: the reply (UTF-8)."],
+        [
+            "framing",
+            None,
+            RAW,
+            "raw: each read is a message (echo: the stream as is); "
+            "line: each newline-terminated line is.",
+        ],
+        [
+            "max-line-length",
+            None,
+            DEFAULT_MAX_LINE_LENGTH,
+            "line framing: the longest line accepted, in bytes; a longer one gets an "
+            "error line and the connection is closed.",
+            _nonNegativeInt("max-line-length"),
+        ],
+        [
+            "max-connections",
+            None,
+            10000,
+            "Open connections at most, over all listeners; more are closed at once (0: no limit).",
+            _nonNegativeInt("max-connections"),
+        ],
+        [
+            "max-per-peer",
+            None,
+            0,
+            "Open connections at most from one IP address (0: no limit; behind a "
+            "load balancer every connection comes from one address).",
+            _nonNegativeInt("max-per-peer"),
+        ],
+        [
+            "idle-timeout",
+            None,
+            DEFAULT_IDLE_TIMEOUT,
+            "Close a connection after this many seconds with no traffic either way (0: never).",
+            _nonNegativeFloat("idle-timeout"),
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            "On SIGTERM/SIGINT, let open connections finish for this many seconds, "
+            "then abort them.",
+            _nonNegativeFloat("shutdown-timeout"),
+        ],
+    ]
+
+    compData = usage.Completions(
+        optActions={
+            "mode": usage.CompleteList(list(MODES)),
+            "framing": usage.CompleteList(list(FRAMINGS)),
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["listen"] = []
+        self["allow"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """A Twisted server endpoint string to listen on (repeatable; default tcp:7788), e.g. tcp:7788, tcp6:7788:interface=\\:\\:1, unix:/run/tcpecho.sock, ssl:7443:privateKey=key.pem, systemd:domain=INET:index=0."""  # noqa: E501
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def opt_allow(self, network: str) -> None:
+        """Accept peers from this IPv4/IPv6 network only (CIDR, repeatable; default: everyone); others are closed before any byte is read."""  # noqa: E501
+        try:
+            self["allow"].append(parseNetwork(network))
+        except ValueError as e:
+            raise usage.UsageError(f"--allow: {e}") from None
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        if self["mode"] not in MODES:
+            raise usage.UsageError(
+                f"--mode must be one of {', '.join(MODES)}, not {self['mode']!r}"
+            )
+        if self["framing"] not in FRAMINGS:
+            raise usage.UsageError(
+                f"--framing must be one of {', '.join(FRAMINGS)}, not {self['framing']!r}"
+            )
+        if self["max-line-length"] < 1:
+            raise usage.UsageError("--max-line-length must be at least 1")
+        if self["mode"] == "echo" and (self["once"] or self["reply"] != DEFAULT_REPLY.decode()):
+            raise usage.UsageError("--once and --reply belong to --mode thankyou")
+        if not self["reply"]:
+            raise usage.UsageError("--reply must not be empty")
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse, turning a usage error into one line on stderr and exit status 2.
+
+        (``twistd`` itself would print its whole help text before the error.)
+        """
+        try:
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
+        except usage.UsageError as e:
+            sys.stderr.write(f"twistd tcpecho: error: {e} (see twistd tcpecho --help)\n")
+            raise SystemExit(2) from None
+
+
+def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") -> ServerFactory:
+    """The protocol factory ``options`` ask for, sharing ``limits``."""
+    common: dict[str, Any] = dict(
+        idleTimeout=options["idle-timeout"],
+        limits=limits,
+        listener=listener,
+        maxLineLength=options["max-line-length"],
+    )
+    if options["mode"] == "thankyou":
+        return ThankYouFactory(
+            reply=options["reply"].encode("utf-8"),
+            framing=options["framing"],
+            once=bool(options["once"]),
+            **common,
+        )
+    return EchoFactory(framing=options["framing"], **common)
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the server: a :class:`~tcpproto.service.ServerService` with one
+    :class:`~tcpproto.service.ListenerService` per ``--listen``.
+
+    :raises SystemExit: with a one-line message when an endpoint string is
+        not valid.
+    """
+    from twisted.internet import reactor
+
+    limits = ConnectionLimits(
+        maxConnections=options["max-connections"],
+        maxPerPeer=options["max-per-peer"],
+        allow=options["allow"],
+    )
+    server = ServerService(limits, shutdownTimeout=options["shutdown-timeout"], handleSignals=True)
+    for description in options["listen"]:
+        try:
+            endpoint = serverFromString(reactor, description)
+        except Exception as e:  # endpoint parsers raise many kinds of error
+            raise SystemExit(
+                f"twistd tcpecho: error: bad --listen {description!r}: {_oneLine(e)}"
+            ) from None
+        factory = makeFactory(options, limits, listener=description)
+        ListenerService(endpoint, factory, description).setServiceParent(server)  # type: ignore[no-untyped-call]
+
+    wanted = options["max-connections"] + 64
+    soft, hard = raiseFileLimit(wanted)
+    if options["max-connections"] and soft < wanted:
+        log.warn(
+            "open-files limit {soft} (hard {hard}) is below --max-connections "
+            "{max} plus headroom: connections beyond about {fit} will fail to be "
+            "accepted. Raise it with ulimit -n or LimitNOFILE=.",
+            soft=soft,
+            hard=hard,
+            max=options["max-connections"],
+            fit=max(soft - 64, 0),
+        )
+    return server
+
+
+def _oneLine(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
