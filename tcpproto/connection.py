@@ -150,6 +150,7 @@ class ServerConnection(Protocol):
     _idleMark: int = -1
     _idleStrikes: int = 0
     _resumes: int = 0
+    _producing: bool = False
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -164,6 +165,7 @@ class ServerConnection(Protocol):
             self._sock = _writeThroughSocket(transport)
         self._reader = _readingSide(transport)
         cast(IConsumer, transport).registerProducer(self, True)
+        self._producing = True
         if factory.idleTimeout > 0:
             self._idleCall = factory.clock.callLater(
                 factory.idleTimeout / _IDLE_CHECKS, self._checkIdle
@@ -200,8 +202,23 @@ class ServerConnection(Protocol):
         """Close the connection for ``reason``, after sending what is buffered."""
         if self.closeReason is None:
             self.closeReason = reason
+        self.finishProducing()
         assert self.transport is not None
         self.transport.loseConnection()
+
+    def finishProducing(self) -> None:
+        """
+        We will read no more: stop being the transport's producer.
+
+        Call it before ``loseConnection`` or ``loseWriteConnection``: a
+        transport that paused its producer resumes it when the buffer drains
+        *instead of* closing, so a paused connection that is still registered
+        would never close.
+        """
+        if self._producing:
+            self._producing = False
+            assert self.transport is not None
+            cast(IConsumer, self.transport).unregisterProducer()
 
     def abort(self, reason: str) -> None:
         """Drop the connection now (RST), discarding what is buffered."""
@@ -232,6 +249,7 @@ class ServerConnection(Protocol):
 
     def readConnectionLost(self) -> None:
         """The peer sent FIN: nothing more will arrive.  Finish and close."""
+        self.finishProducing()
         assert self.transport is not None
         self.transport.loseConnection()
 

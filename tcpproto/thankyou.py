@@ -80,6 +80,7 @@ class ThankYouProtocol(ServerConnection):
         """
         self._done = True
         self.closeReason = REPLIED_ONCE
+        self.finishProducing()
         transport = self.transport
         assert transport is not None
         loseWrite = getattr(transport, "loseWriteConnection", None)
