@@ -81,6 +81,11 @@ class ThankYouProtocol(ServerConnection):
         self._done = True
         self.closeReason = REPLIED_ONCE
         self.finishProducing()
+        if self.paused and self._reader is not None:
+            # We were not reading because the peer was not; read (and
+            # discard) again so that its FIN can reach us.
+            self.paused = False
+            self._reader.resumeProducing()
         transport = self.transport
         assert transport is not None
         loseWrite = getattr(transport, "loseWriteConnection", None)
