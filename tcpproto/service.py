@@ -12,6 +12,7 @@ from typing import Any, cast
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorCore,
@@ -49,7 +50,16 @@ class ListenerService(StreamServerEndpointService):
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        try:
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
+        except (CannotListenError, OSError) as e:
+            # A user mistake (port in use, no permission, no such directory):
+            # one line and a non-zero exit, no traceback.
+            cause = e.socketError if isinstance(e, CannotListenError) else e
+            why = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
+            raise SystemExit(
+                f"twistd tcpecho: error: cannot listen on {self.description!r}: {why}"
+            ) from None
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 
