@@ -4,7 +4,8 @@ Per-listener counters, kept as plain integers.
 The data path only adds to integers on each connection
 (:attr:`~tcpproto.connection.ServerConnection.bytesIn` and ``bytesOut``);
 totals are folded in here when a connection closes, and whoever publishes them
-(the Prometheus endpoint, a test) reads them when asked.
+(the Prometheus endpoint in :mod:`tcpproto.metrics`, a test) reads them when
+asked, adding the counters of the connections still open.
 """
 
 from __future__ import annotations
@@ -30,17 +31,23 @@ DURATION_BUCKETS: tuple[float, ...] = (
 
 
 class ListenerStats:
-    """Counters for one listener (one factory)."""
+    """Counters for one listener (a TCP factory, or a UDP port)."""
 
     def __init__(self) -> None:
         #: Connections accepted, ever.
         self.connectionsTotal = 0
         #: Connections open now.
         self.active = 0
-        #: Bytes in and out of connections that have closed.
+        #: Bytes received and sent by connections that have closed, and in
+        #: datagrams: everything not held by an open connection's counters.
         self.closedBytesIn = 0
         self.closedBytesOut = 0
-        #: Refused connections, by reason.
+        #: Datagrams received (and admitted) and sent, on a UDP listener.
+        self.datagramsIn = 0
+        self.datagramsOut = 0
+        #: Datagrams admitted but not answered (the send failed).
+        self.datagramsDropped = 0
+        #: Refused connections (or datagrams), by reason.
         self.refused: Counter[str] = Counter()
         #: Closed connections per duration bucket (the last one is +Inf),
         #: not cumulative; and the sum of their durations.
@@ -59,3 +66,17 @@ class ListenerStats:
         self.closedBytesOut += bytesOut
         self.durationCounts[bisect_left(DURATION_BUCKETS, duration)] += 1
         self.durationSum += duration
+
+    def closedDurations(self) -> list[tuple[float, int]]:
+        """
+        The duration histogram as Prometheus publishes it: cumulative counts
+        per upper bound, the last bound being ``inf``.
+        """
+        out = []
+        total = 0
+        for bound, count in zip(
+            (*DURATION_BUCKETS, float("inf")), self.durationCounts, strict=True
+        ):
+            total += count
+            out.append((bound, total))
+        return out

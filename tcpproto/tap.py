@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from tcpproto.connection import DEFAULT_IDLE_TIMEOUT, ServerFactory
-from tcpproto.echo import FRAMINGS, RAW, EchoFactory
+from tcpproto.echo import FRAMINGS, LINE, RAW, EchoFactory
 from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH
 from tcpproto.limits import ConnectionLimits, parseNetwork
 from tcpproto.service import (
@@ -29,6 +29,7 @@ from tcpproto.service import (
     raiseFileLimit,
 )
 from tcpproto.thankyou import DEFAULT_REPLY, ThankYouFactory
+from tcpproto.udp import DatagramServer, DatagramService, parseUDPAddress
 
 DEFAULT_LISTEN = "tcp:7788"
 MODES = ("echo", "thankyou")
@@ -138,6 +139,8 @@ class Options(usage.Options):
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["allow"] = []
+        self["udp"] = []
+        self["metrics"] = None
 
     def opt_listen(self, description: str) -> None:
         """A Twisted server endpoint string to listen on (repeatable; default tcp:7788), e.g. tcp:7788, tcp6:7788:interface=\\:\\:1, unix:/run/tcpecho.sock, ssl:7443:privateKey=key.pem, systemd:domain=INET:index=0."""  # noqa: E501
@@ -151,6 +154,23 @@ class Options(usage.Options):
             self["allow"].append(parseNetwork(network))
         except ValueError as e:
             raise usage.UsageError(f"--allow: {e}") from None
+
+    def opt_udp(self, address: str) -> None:
+        """Also serve the mode over UDP on PORT or INTERFACE:PORT (repeatable; default interface: all IPv4, as tcp:PORT), each datagram one message."""  # noqa: E501
+        try:
+            self["udp"].append((address, *parseUDPAddress(address)))
+        except ValueError as e:
+            raise usage.UsageError(f"--udp: {e}") from None
+
+    def opt_metrics(self, description: str) -> None:
+        """Serve Prometheus metrics on /metrics at this server endpoint string, e.g. tcp:9100:interface=127.0.0.1 (needs prometheus-client: pip install 'tcpproto[metrics]')."""  # noqa: E501
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise usage.UsageError(
+                "--metrics needs prometheus-client: pip install 'tcpproto[metrics]'"
+            ) from None
+        self["metrics"] = description
 
     def postOptions(self) -> None:
         if not self["listen"]:
@@ -226,6 +246,26 @@ def makeService(options: Options) -> IService:
             ) from None
         factory = makeFactory(options, limits, listener=description)
         ListenerService(endpoint, factory, description).setServiceParent(server)  # type: ignore[no-untyped-call]
+    for text, interface, port in options["udp"]:
+        datagrams = DatagramServer(
+            options["mode"],
+            reply=options["reply"].encode("utf-8"),
+            lineReplies=options["framing"] == LINE,
+            limits=limits,
+            listener=f"udp:{text}",
+        )
+        DatagramService(datagrams, port, interface).setServiceParent(server)  # type: ignore[no-untyped-call]
+    if options["metrics"]:
+        # Imported here: prometheus-client is an optional dependency.
+        from tcpproto.metrics import listenersOf, metricsService
+
+        try:
+            metrics = metricsService(reactor, options["metrics"], lambda: listenersOf(server))
+        except Exception as e:  # endpoint parsers raise many kinds of error
+            raise SystemExit(
+                f"twistd tcpecho: error: bad --metrics {options['metrics']!r}: {_oneLine(e)}"
+            ) from None
+        metrics.setServiceParent(server)  # type: ignore[no-untyped-call]
 
     wanted = options["max-connections"] + 64
     soft, hard = raiseFileLimit(wanted)

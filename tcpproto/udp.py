@@ -1,0 +1,258 @@
+"""
+Echo and "thank you" over UDP: RFC 862 defines a datagram echo service too.
+
+Each datagram is one message, whatever the TCP framing: in echo mode it is
+sent back to its sender as is; in thank-you mode its sender gets the reply
+(in line framing, the reply ends with the datagram's line ending, so that
+``nc -u`` users see whole lines).  There is no connection, so no connection
+limit, idle timeout or ``--once``; the access list
+(:meth:`~tcpproto.limits.ConnectionLimits.isAllowed`) applies to every
+datagram, and the counters (:class:`~tcpproto.stats.ListenerStats`) count
+datagrams and their bytes.
+
+Datagrams are not logged one by one (a busy UDP port would drown the log):
+the listener logs where it is bound, and refusals and send failures are
+logged at most once per second per reason, like TCP refusals.
+
+UDP echo is a classic reflector: a forged source address makes the server
+send to a victim, and two echo services forged to talk to each other bounce
+a datagram forever.  So datagrams from the source ports of the classic small
+UDP services (echo, daytime, quote of the day, chargen, time) and from port
+0 are dropped without an answer, and ``--allow`` should restrict who is
+served on any network that is not trusted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, cast
+
+from twisted.application.internet import UDPServer
+from twisted.internet import error
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IUDPTransport
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from tcpproto.connection import formatAddress
+from tcpproto.framing import terminator
+from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, peerIP
+from tcpproto.stats import ListenerStats
+from tcpproto.thankyou import DEFAULT_REPLY
+
+#: A refusal reason: the datagram came from a port a reflection loop uses.
+LOOP_PORT = "loop-port"
+#: Why a datagram was not answered although admitted (counted as dropped).
+SEND_FAILED = "send-failed"
+
+#: Source ports never answered: port 0 cannot be answered, the others are
+#: the classic small UDP services (echo, daytime, qotd, chargen, time),
+#: which would answer our answer, and so on forever.
+LOOP_PORTS: frozenset[int] = frozenset({0, 7, 13, 17, 19, 37})
+
+#: The largest datagram read in full (Twisted's default would truncate
+#: anything over 8192 bytes, and an echo must not change the message).
+MAX_DATAGRAM = 65535
+
+MODES = ("echo", "thankyou")
+
+log = Logger(namespace="tcpproto")
+
+
+def parseUDPAddress(text: str) -> tuple[str, int]:
+    """
+    Parse a ``--udp`` value: ``PORT``, ``INTERFACE:PORT`` or ``[IPv6]:PORT``.
+
+    The interface must be an IP address (``0.0.0.0`` or ``::`` for all);
+    without one the port is bound on every IPv4 interface, as ``tcp:PORT``
+    is.
+
+    :return: the interface (``""`` for the default) and the port.
+    :raises ValueError: with a one-line message naming ``text``.
+    """
+    value = text.strip()
+    interface, sep, portText = value.rpartition(":")
+    if not sep:
+        interface, portText = "", value
+    elif not interface:
+        raise ValueError(f"no interface before ':' in {text!r}")
+    if interface.startswith("[") and interface.endswith("]"):
+        interface = interface[1:-1]
+    try:
+        port = int(portText)
+    except ValueError:
+        raise ValueError(f"not PORT or INTERFACE:PORT: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range 0-65535 in {text!r}")
+    if interface:
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            raise ValueError(f"the interface must be an IP address, not {interface!r}") from None
+    return interface, port
+
+
+def _address(host: str, port: int) -> IPv4Address | IPv6Address:
+    return IPv6Address("UDP", host, port) if ":" in host else IPv4Address("UDP", host, port)
+
+
+class DatagramServer(DatagramProtocol):
+    """
+    Answers datagrams: an echo, or the thank-you reply.
+
+    :param mode: ``"echo"`` or ``"thankyou"``.
+    :param reply: thankyou mode: what each datagram is answered with.
+    :param lineReplies: thankyou mode: end each reply with the datagram's
+        line ending (``\\n`` unless it ends with ``\\r\\n``).
+    :param limits: the access list to apply (shared with the TCP listeners);
+        its connection limits do not apply to datagrams.
+    :param listener: a name for the listener, in logs and metrics.
+    :param clock: the time source for log rate limiting (tests).
+    """
+
+    log = Logger(namespace="tcpproto")
+    #: No "Starting protocol" line: the service logs where it listens.
+    noisy = False
+    transport: IUDPTransport | None
+
+    def __init__(
+        self,
+        mode: str = "echo",
+        *,
+        reply: bytes = DEFAULT_REPLY,
+        lineReplies: bool = False,
+        limits: ConnectionLimits | None = None,
+        listener: str = "",
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode == "thankyou" and not reply:
+            raise ValueError("the reply must not be empty")
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.mode = mode
+        self.reply: bytes | None = reply if mode == "thankyou" else None
+        self.lineReplies = lineReplies
+        self.limits = limits if limits is not None else ConnectionLimits()
+        self.listener = listener
+        self.clock = clock
+        self.stats = ListenerStats()
+        self._logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        host: str = addr[0]
+        port: int = addr[1]
+        if port in LOOP_PORTS:
+            self._refuse(host, port, LOOP_PORT)
+            return
+        limits = self.limits
+        # Parsing the address costs more than answering: only with a list.
+        if limits.allow and not limits.isAllowed(peerIP(_address(host, port))):
+            self._refuse(host, port, NOT_ALLOWED)
+            return
+        stats = self.stats
+        stats.datagramsIn += 1
+        stats.closedBytesIn += len(datagram)
+        reply = self.reply
+        if reply is None:
+            answer = datagram
+        elif self.lineReplies:
+            answer = reply + terminator(datagram)
+        else:
+            answer = reply
+        assert self.transport is not None
+        try:
+            self.transport.write(answer, (host, port))
+        except (OSError, error.MessageLengthError) as e:
+            # The socket buffer is full (EAGAIN) or the network refuses: UDP
+            # may drop, and so do we, counted and logged.
+            stats.datagramsDropped += 1
+            self._logLimited(
+                SEND_FAILED,
+                "could not answer {peer} on {listener}: {error}",
+                event="send-failed",
+                peer=formatAddress(_address(host, port)),
+                error=str(e) or type(e).__name__,
+            )
+            return
+        stats.datagramsOut += 1
+        stats.closedBytesOut += len(answer)
+
+    def _refuse(self, host: str, port: int, reason: str) -> None:
+        self.stats.refused[reason] += 1
+        self._logLimited(
+            reason,
+            "refused {peer} on {listener}: {reason}",
+            event="refused",
+            peer=formatAddress(_address(host, port)),
+            reason=reason,
+        )
+
+    def _logLimited(self, key: str, message: str, **fields: Any) -> None:
+        # As for TCP refusals: one line per event until a flood would make
+        # the log the attack, then one per second and key, with a count.
+        now = self.clock.seconds()
+        last = self._logged.get(key)
+        if last is not None and now - last < 1.0:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._logged[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += " ({suppressed} more in the last second)"
+        self.log.warn(
+            message,
+            listener=self.listener,
+            mode=self.mode,
+            suppressed=suppressed,
+            **fields,
+        )
+
+
+class DatagramService(UDPServer):
+    """
+    Serves a :class:`DatagramServer` on a UDP port, and logs where.
+
+    Port 0 binds a port the kernel picks: the log line (and :attr:`port`)
+    say which.  A failure to bind stops the server with a one-line message.
+    """
+
+    def __init__(
+        self,
+        protocol: DatagramServer,
+        port: int,
+        interface: str = "",
+        reactor: Any = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"interface": interface, "maxPacketSize": MAX_DATAGRAM}
+        if reactor is not None:
+            kwargs["reactor"] = reactor
+        super().__init__(port, protocol, **kwargs)  # type: ignore[no-untyped-call]
+        self.protocol = protocol
+        #: The bound port, once listening.
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
+        except (error.CannotListenError, OSError) as e:
+            cause = e.socketError if isinstance(e, error.CannotListenError) else e
+            why = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
+            raise SystemExit(
+                f"twistd tcpecho: error: cannot listen on {self.protocol.listener!r}: {why}"
+            ) from None
+
+    def _getPort(self) -> IListeningPort:
+        port = cast(IListeningPort, super()._getPort())  # type: ignore[no-untyped-call]
+        self.port = port
+        log.info(
+            "listening on {address} ({listener})",
+            event="listening",
+            address=formatAddress(port.getHost()),
+            listener=self.protocol.listener,
+        )
+        return port
