@@ -269,9 +269,13 @@ class ServerConnection(Protocol):
     # -- idle timeout -----------------------------------------------------
 
     def _checkIdle(self) -> None:
-        # Activity is any byte in or out, or a drained output buffer; reading
-        # three integers here is all the idle timeout costs the data path.
-        mark = self.bytesIn + self.bytesOut + self._resumes
+        # Activity is an answer: a byte handed out for the peer, or our output
+        # buffer draining.  Input alone does not count, so a peer trickling a
+        # line that never completes (slowloris) or talking on after the
+        # thank-you reply is closed too; in raw framing every read is answered,
+        # so there it is the same as traffic either way.  Reading two integers
+        # here is all the idle timeout costs the data path.
+        mark = self.bytesOut + self._resumes
         if mark != self._idleMark:
             self._idleMark = mark
             self._idleStrikes = 0
@@ -295,8 +299,9 @@ class ServerFactory(_TwistedServerFactory):
     """
     The shared part of tcpproto's server factories.
 
-    :param idleTimeout: seconds without a byte either way after which a
-        connection is closed (0 disables).
+    :param idleTimeout: seconds without an answer (no traffic either way,
+        or input that completes no message) after which a connection is
+        closed (0 disables).
     :param limits: a :class:`~tcpproto.limits.ConnectionLimits` to share
         with other factories (one server, several listeners); when ``None``
         one is made from ``maxConnections``, ``maxPerPeer`` and ``allow``.

@@ -115,7 +115,8 @@ class Options(usage.Options):
             "idle-timeout",
             None,
             DEFAULT_IDLE_TIMEOUT,
-            "Close a connection after this many seconds with no traffic either way (0: never).",
+            "Close a connection after this many seconds without an answer: no traffic "
+            "either way, or input that completes no line (0: never).",
             _nonNegativeFloat("idle-timeout"),
         ],
         [
