@@ -1,0 +1,366 @@
+"""
+The echo protocols and what every server connection does, in memory.
+
+Echo byte-exactness, half-close, flow control, line echo, the idle timeout,
+admission refusals and the open/close log events.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from tcpproto import EchoFactory, EchoProtocol, LineEchoProtocol, ServerConnection
+from tcpproto.connection import IDLE_TIMEOUT, LINE_TOO_LONG
+from tcpproto.framing import lineTooLongMessage
+from tests.support import LogCapture, chunked
+
+PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+def connect(
+    factory: EchoFactory, transport: StringTransport | None = None
+) -> tuple[ServerConnection, StringTransport]:
+    """A connection from ``factory``, made on a StringTransport."""
+    proto = factory.buildProtocol(PEER)
+    assert isinstance(proto, ServerConnection)
+    if transport is None:
+        transport = StringTransport(peerAddress=PEER)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+class EchoTests(SynchronousTestCase):
+    """RFC 862: every byte comes back, in order, and nothing else."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = EchoFactory(clock=self.clock)
+        self.proto, self.transport = connect(self.factory)
+
+    def test_protocolClass(self) -> None:
+        self.assertIsInstance(self.proto, EchoProtocol)
+
+    def test_echoesExactly(self) -> None:
+        self.proto.dataReceived(b"hello, world\r\n")
+        self.assertEqual(self.transport.value(), b"hello, world\r\n")
+
+    def test_binaryAndNul(self) -> None:
+        data = bytes(range(256)) * 4 + b"\x00\x00\xff\r\n\x00"
+        self.proto.dataReceived(data)
+        self.assertEqual(self.transport.value(), data)
+
+    def test_chunksInOrder(self) -> None:
+        data = bytes(range(256)) * 40
+        for piece in chunked(data, [1, 7, 300, 2, 1024]):
+            self.proto.dataReceived(piece)
+        self.assertEqual(self.transport.value(), data)
+        self.assertEqual(self.proto.bytesIn, len(data))
+        self.assertEqual(self.proto.bytesOut, len(data))
+
+    def test_nothingUnasked(self) -> None:
+        self.assertEqual(self.transport.value(), b"")
+        self.proto.dataReceived(b"")
+        self.assertEqual(self.transport.value(), b"")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_noDecoding(self) -> None:
+        """Invalid UTF-8 is echoed as is."""
+        data = b"\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x28\x8c\xbc"
+        self.proto.dataReceived(data)
+        self.assertEqual(self.transport.value(), data)
+
+
+class HalfCloseTests(SynchronousTestCase):
+    """The peer's FIN: send what is buffered, then close; lose nothing."""
+
+    def setUp(self) -> None:
+        self.factory = EchoFactory(clock=Clock())
+        self.proto, self.transport = connect(self.factory)
+
+    def test_providesHalfClose(self) -> None:
+        self.assertTrue(IHalfCloseableProtocol.providedBy(self.proto))
+
+    def test_readConnectionLostClosesAfterData(self) -> None:
+        self.proto.dataReceived(b"tail data")
+        self.assertFalse(self.transport.disconnecting)
+        IHalfCloseableProtocol(self.proto).readConnectionLost()
+        self.assertEqual(self.transport.value(), b"tail data")
+        self.assertTrue(self.transport.disconnecting)
+        # loseConnection, not abort: buffered bytes are still sent.
+        self.assertFalse(getattr(self.transport, "disconnected", False))
+
+    def test_producerUnregisteredBeforeClose(self) -> None:
+        """
+        A transport whose producer is paused resumes it instead of closing,
+        so the connection stops being the producer before it closes.
+        """
+        self.assertIs(self.transport.producer, self.proto)
+        self.proto.pauseProducing()
+        IHalfCloseableProtocol(self.proto).readConnectionLost()
+        self.assertIsNone(self.transport.producer)
+        self.assertTrue(self.transport.disconnecting)
+
+
+class FlowControlTests(SynchronousTestCase):
+    """The connection is its transport's producer and pauses reading."""
+
+    def setUp(self) -> None:
+        self.factory = EchoFactory(clock=Clock())
+        self.proto, self.transport = connect(self.factory)
+
+    def test_registeredAsStreamingProducer(self) -> None:
+        self.assertIs(self.transport.producer, self.proto)
+        self.assertTrue(self.transport.streaming)
+        self.assertTrue(IPushProducer.providedBy(self.proto))
+
+    def test_pauseStopsReading(self) -> None:
+        self.assertEqual(self.transport.producerState, "producing")
+        self.proto.pauseProducing()
+        self.assertTrue(self.proto.paused)
+        self.assertEqual(self.transport.producerState, "paused")
+
+    def test_resumeReadsAgain(self) -> None:
+        self.proto.pauseProducing()
+        self.proto.resumeProducing()
+        self.assertFalse(self.proto.paused)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_stopProducingKeepsState(self) -> None:
+        """stopProducing precedes connectionLost: nothing to do, no error."""
+        self.proto.stopProducing()
+        self.assertEqual(self.transport.producerState, "producing")
+
+
+class LineEchoTests(SynchronousTestCase):
+    """Line framing: whole lines back, with their terminator, optionally prefixed."""
+
+    def setUp(self) -> None:
+        self.factory = EchoFactory(framing="line", prefix=b"node1", clock=Clock())
+        self.proto, self.transport = connect(self.factory)
+
+    def test_protocolClass(self) -> None:
+        self.assertIsInstance(self.proto, LineEchoProtocol)
+
+    def test_prefixAndTerminators(self) -> None:
+        self.proto.dataReceived(b"one\ntw")
+        self.assertEqual(self.transport.value(), b"node1 one\n")
+        self.proto.dataReceived(b"o\r\nthree\n")
+        self.assertEqual(self.transport.value(), b"node1 one\nnode1 two\r\nnode1 three\n")
+
+    def test_partialLineWaits(self) -> None:
+        self.proto.dataReceived(b"no newline yet")
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_tailEchoedOnHalfClose(self) -> None:
+        self.proto.dataReceived(b"a\npartial")
+        IHalfCloseableProtocol(self.proto).readConnectionLost()
+        self.assertEqual(self.transport.value(), b"node1 a\nnode1 partial")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_noPrefix(self) -> None:
+        proto, transport = connect(EchoFactory(framing="line", clock=Clock()))
+        proto.dataReceived(b"x\r\ny\n")
+        self.assertEqual(transport.value(), b"x\r\ny\n")
+
+    def test_overflow(self) -> None:
+        factory = EchoFactory(framing="line", maxLineLength=8, clock=Clock())
+        proto, transport = connect(factory)
+        proto.dataReceived(b"12345678\n123456789")
+        self.assertEqual(transport.value(), b"12345678\n" + lineTooLongMessage(8))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.closeReason, LINE_TOO_LONG)
+        # Later input is ignored: no second error line.
+        before = transport.value()
+        proto.dataReceived(b"more\n")
+        self.assertEqual(transport.value(), before)
+
+    def test_overflowInOneLine(self) -> None:
+        factory = EchoFactory(framing="line", maxLineLength=4, clock=Clock())
+        proto, transport = connect(factory)
+        proto.dataReceived(b"ok\ntoo long\nafter\n")
+        self.assertEqual(transport.value(), b"ok\n" + lineTooLongMessage(4))
+        self.assertTrue(transport.disconnecting)
+
+
+class FactoryValidationTests(SynchronousTestCase):
+    def test_badFraming(self) -> None:
+        self.assertRaises(ValueError, EchoFactory, framing="words", clock=Clock())
+
+    def test_prefixNeedsLineFraming(self) -> None:
+        self.assertRaises(ValueError, EchoFactory, prefix=b"x", clock=Clock())
+
+    def test_badMaxLineLength(self) -> None:
+        self.assertRaises(ValueError, EchoFactory, framing="line", maxLineLength=0, clock=Clock())
+
+    def test_badIdleTimeout(self) -> None:
+        self.assertRaises(ValueError, EchoFactory, idleTimeout=-1, clock=Clock())
+
+    def test_noGlobalState(self) -> None:
+        """Two factories count their connections separately."""
+        a = EchoFactory(clock=Clock())
+        b = EchoFactory(clock=Clock())
+        connect(a)
+        connect(a)
+        connect(b)
+        self.assertEqual((a.stats.active, b.stats.active), (2, 1))
+        self.assertEqual((a.limits.active, b.limits.active), (2, 1))
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """Closed after between T and 1.25 T of silence; never while traffic flows."""
+
+    # Powers of two, so that the clock's floating-point sums are exact.
+    T = 8.0
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = EchoFactory(idleTimeout=self.T, clock=self.clock)
+        self.proto, self.transport = connect(self.factory)
+
+    def silenceUntilClosed(self, step: float = 1 / 64) -> float:
+        """Advance the clock until the connection is dropped; how long that took."""
+        start = self.clock.seconds()
+        while not self.transport.disconnecting:
+            self.clock.advance(step)
+            if self.clock.seconds() - start > 10 * self.T:
+                self.fail("never closed")
+        return self.clock.seconds() - start
+
+    def test_idleFromStart(self) -> None:
+        waited = self.silenceUntilClosed()
+        self.assertGreaterEqual(waited, self.T)
+        self.assertLessEqual(waited, 1.25 * self.T)
+        self.assertEqual(self.proto.closeReason, IDLE_TIMEOUT)
+
+    def test_idleAfterTraffic(self) -> None:
+        for offset in (0.0, 1 / 64, 0.5, 1.75, 2 - 1 / 64, 2.0, 2 + 1 / 64, 7.5):
+            # Whatever the phase of the idle timer, the bound holds.
+            self.clock.advance(offset)
+            self.proto.dataReceived(b"x")
+            waited = self.silenceUntilClosed()
+            self.assertGreaterEqual(waited, self.T)
+            self.assertLessEqual(waited, 1.25 * self.T)
+            self.proto, self.transport = connect(self.factory)
+
+    def test_neverWhileTrafficFlows(self) -> None:
+        for _ in range(400):  # 100 T of traffic every 0.25 T
+            self.clock.advance(self.T / 4)
+            self.proto.dataReceived(b"ping")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_drainingCountsAsActivity(self) -> None:
+        """A peer reading slowly (our buffer draining) is not idle."""
+        for _ in range(100):
+            self.clock.advance(self.T / 2)
+            self.proto.pauseProducing()
+            self.proto.resumeProducing()
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_timerCancelledOnClose(self) -> None:
+        self.assertTrue(self.clock.getDelayedCalls())
+        self.proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_disabled(self) -> None:
+        clock = Clock()
+        _, transport = connect(EchoFactory(idleTimeout=0, clock=clock))
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(10**6)
+        self.assertFalse(transport.disconnecting)
+
+
+class LogEventTests(SynchronousTestCase):
+    """Each connection's open and close are logged with their fields."""
+
+    def setUp(self) -> None:
+        self.log = LogCapture.install(self)
+        self.clock = Clock()
+        self.factory = EchoFactory(clock=self.clock, listener="tcp:7788")
+
+    def test_open(self) -> None:
+        connect(self.factory)
+        [event] = self.log.withEvent("open")
+        self.assertEqual(event["peer"], "127.0.0.1:40000")
+        self.assertEqual(event["listener"], "tcp:7788")
+        self.assertEqual(event["mode"], "echo")
+        self.assertTrue(event["log_namespace"].startswith("tcpproto"))
+
+    def test_close(self) -> None:
+        proto, _ = connect(self.factory)
+        proto.dataReceived(b"12345")
+        self.clock.advance(2.5)
+        proto.connectionLost(Failure(ConnectionDone()))
+        [event] = self.log.withEvent("close")
+        self.assertEqual(event["peer"], "127.0.0.1:40000")
+        self.assertEqual(event["listener"], "tcp:7788")
+        self.assertEqual(event["mode"], "echo")
+        self.assertEqual(event["bytes_in"], 5)
+        self.assertEqual(event["bytes_out"], 5)
+        self.assertAlmostEqual(event["duration"], 2.5)
+        self.assertEqual(event["reason"], "closed")
+
+    def test_closeReasonLost(self) -> None:
+        proto, _ = connect(self.factory)
+        proto.connectionLost(Failure(ConnectionLost()))
+        [event] = self.log.withEvent("close")
+        self.assertEqual(event["reason"], "lost")
+
+    def test_closeReasonOurs(self) -> None:
+        factory = EchoFactory(clock=self.clock, idleTimeout=1)
+        proto, transport = connect(factory)
+        self.clock.pump([0.25] * 8)
+        self.assertTrue(transport.disconnecting)
+        proto.connectionLost(Failure(ConnectionLost()))
+        [event] = self.log.withEvent("close")
+        self.assertEqual(event["reason"], IDLE_TIMEOUT)
+
+    def test_stats(self) -> None:
+        proto, _ = connect(self.factory)
+        proto.dataReceived(b"abc")
+        self.assertEqual(self.factory.stats.active, 1)
+        proto.connectionLost(Failure(ConnectionDone()))
+        stats = self.factory.stats
+        self.assertEqual(
+            (stats.connectionsTotal, stats.active, stats.closedBytesIn, stats.closedBytesOut),
+            (1, 0, 3, 3),
+        )
+
+
+class RefusalTests(SynchronousTestCase):
+    """Admission control happens in buildProtocol, before any byte is read."""
+
+    def setUp(self) -> None:
+        self.log = LogCapture.install(self)
+
+    def test_maxConnections(self) -> None:
+        factory = EchoFactory(maxConnections=1, clock=Clock())
+        connect(factory)
+        self.assertIsNone(factory.buildProtocol(PEER))
+        self.assertEqual(factory.stats.refused["max-connections"], 1)
+        [event] = self.log.withEvent("refused")
+        self.assertEqual(event["reason"], "max-connections")
+        self.assertEqual(event["peer"], "127.0.0.1:40000")
+
+    def test_freedSlotAdmits(self) -> None:
+        factory = EchoFactory(maxConnections=1, clock=Clock())
+        proto, _ = connect(factory)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNotNone(factory.buildProtocol(PEER))
+
+    def test_maxPerPeer(self) -> None:
+        factory = EchoFactory(maxPerPeer=1, clock=Clock())
+        connect(factory)
+        self.assertIsNone(factory.buildProtocol(PEER))
+        other = IPv4Address("TCP", "127.0.0.2", 40000)
+        self.assertIsNotNone(factory.buildProtocol(other))
+
+    def test_allow(self) -> None:
+        factory = EchoFactory(allow=["10.0.0.0/8"], clock=Clock())
+        self.assertIsNone(factory.buildProtocol(PEER))
+        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "10.1.2.3", 1)))

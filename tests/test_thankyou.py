@@ -1,0 +1,197 @@
+"""The "thank you" protocol in memory: raw, line and once, and its refusals."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from tcpproto import ServerConnection, ThankYouFactory, ThankYouProtocol
+from tcpproto.connection import LINE_TOO_LONG, REPLIED_ONCE
+from tcpproto.framing import lineTooLongMessage
+from tcpproto.thankyou import BUSY_MESSAGE, DEFAULT_REPLY
+from tests.support import HalfCloseableStringTransport, LogCapture
+
+PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+def connect(
+    factory: ThankYouFactory, transport: StringTransport | None = None
+) -> tuple[ServerConnection, StringTransport]:
+    proto = factory.buildProtocol(PEER)
+    assert isinstance(proto, ServerConnection)
+    if transport is None:
+        transport = HalfCloseableStringTransport(peerAddress=PEER)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+class RawTests(SynchronousTestCase):
+    """Raw framing: each read is a message, answered with the reply."""
+
+    def setUp(self) -> None:
+        self.proto, self.transport = connect(ThankYouFactory(clock=Clock()))
+
+    def test_defaults(self) -> None:
+        self.assertIsInstance(self.proto, ThankYouProtocol)
+        self.assertEqual(DEFAULT_REPLY, b"thank you!")
+
+    def test_replyPerRead(self) -> None:
+        self.proto.dataReceived(b"hello")
+        self.assertEqual(self.transport.value(), b"thank you!")
+        self.proto.dataReceived(b"again\n")
+        self.assertEqual(self.transport.value(), b"thank you!thank you!")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_binaryMessage(self) -> None:
+        self.proto.dataReceived(b"\x00\xff\x00")
+        self.assertEqual(self.transport.value(), b"thank you!")
+        self.assertEqual(self.proto.bytesIn, 3)
+        self.assertEqual(self.proto.bytesOut, len(b"thank you!"))
+
+    def test_customReply(self) -> None:
+        proto, transport = connect(ThankYouFactory(reply=b"ack\n", clock=Clock()))
+        proto.dataReceived(b"x")
+        self.assertEqual(transport.value(), b"ack\n")
+
+    def test_halfCloseCloses(self) -> None:
+        self.proto.dataReceived(b"x")
+        IHalfCloseableProtocol(self.proto).readConnectionLost()
+        self.assertEqual(self.transport.value(), b"thank you!")
+        self.assertTrue(self.transport.disconnecting)
+
+
+class OnceTests(SynchronousTestCase):
+    """once=True: reply to the first message, half-close, discard the rest."""
+
+    def setUp(self) -> None:
+        self.log = LogCapture.install(self)
+        self.proto, self.transport = connect(ThankYouFactory(once=True, clock=Clock()))
+
+    def test_replyThenHalfClose(self) -> None:
+        assert isinstance(self.transport, HalfCloseableStringTransport)
+        self.proto.dataReceived(b"hello")
+        self.assertEqual(self.transport.value(), b"thank you!")
+        self.assertTrue(self.transport.writeDisconnecting)
+        # Half-closed, not closed: closing with unread input would be a RST.
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.proto.closeReason, REPLIED_ONCE)
+
+    def test_laterInputDiscarded(self) -> None:
+        self.proto.dataReceived(b"hello")
+        self.proto.dataReceived(b"more")
+        self.proto.dataReceived(b"and more")
+        self.assertEqual(self.transport.value(), b"thank you!")
+        self.assertEqual(self.proto.bytesIn, len(b"hellomoreand more"))
+
+    def test_closeOnPeerFin(self) -> None:
+        self.proto.dataReceived(b"hello")
+        IHalfCloseableProtocol(self.proto).readConnectionLost()
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_noHalfCloseTransport(self) -> None:
+        """A transport that cannot half-close (TLS) is closed instead."""
+        proto, transport = connect(
+            ThankYouFactory(once=True, clock=Clock()), StringTransport(peerAddress=PEER)
+        )
+        proto.dataReceived(b"hello")
+        self.assertEqual(transport.value(), b"thank you!")
+        self.assertTrue(transport.disconnecting)
+
+    def test_producerUnregistered(self) -> None:
+        self.proto.dataReceived(b"hello")
+        self.assertIsNone(self.transport.producer)
+
+    def test_lineOnce(self) -> None:
+        proto, transport = connect(ThankYouFactory(once=True, framing="line", clock=Clock()))
+        proto.dataReceived(b"par")
+        self.assertEqual(transport.value(), b"")
+        proto.dataReceived(b"tial\r\nsecond\n")
+        self.assertEqual(transport.value(), b"thank you!\r\n")
+        assert isinstance(transport, HalfCloseableStringTransport)
+        self.assertTrue(transport.writeDisconnecting)
+
+
+class LineTests(SynchronousTestCase):
+    """Line framing: one reply per complete line, ending as the line did."""
+
+    def setUp(self) -> None:
+        self.factory = ThankYouFactory(framing="line", clock=Clock())
+        self.proto, self.transport = connect(self.factory)
+
+    def test_partialWaits(self) -> None:
+        self.proto.dataReceived(b"no end yet")
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_onePerLine(self) -> None:
+        self.proto.dataReceived(b"a\nb\nc")
+        self.assertEqual(self.transport.value(), b"thank you!\n" * 2)
+        self.proto.dataReceived(b"\n")
+        self.assertEqual(self.transport.value(), b"thank you!\n" * 3)
+
+    def test_mirrorsTerminator(self) -> None:
+        self.proto.dataReceived(b"crlf\r\nlf\n\r\n")
+        self.assertEqual(self.transport.value(), b"thank you!\r\nthank you!\nthank you!\r\n")
+
+    def test_emptyLinesAreMessages(self) -> None:
+        self.proto.dataReceived(b"\n\n")
+        self.assertEqual(self.transport.value(), b"thank you!\nthank you!\n")
+
+    def test_tooLong(self) -> None:
+        proto, transport = connect(ThankYouFactory(framing="line", maxLineLength=5, clock=Clock()))
+        proto.dataReceived(b"ok\n")
+        proto.dataReceived(b"123456")
+        self.assertEqual(transport.value(), b"thank you!\n" + lineTooLongMessage(5))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.closeReason, LINE_TOO_LONG)
+        proto.dataReceived(b"x\n")
+        self.assertEqual(transport.value(), b"thank you!\n" + lineTooLongMessage(5))
+
+    def test_errorLineIsOneLine(self) -> None:
+        message = lineTooLongMessage(5)
+        self.assertTrue(message.endswith(b"\n"))
+        self.assertEqual(message.count(b"\n"), 1)
+        self.assertIn(b"5", message)
+
+
+class FactoryTests(SynchronousTestCase):
+    def test_badFraming(self) -> None:
+        self.assertRaises(ValueError, ThankYouFactory, framing="json", clock=Clock())
+
+    def test_emptyReply(self) -> None:
+        self.assertRaises(ValueError, ThankYouFactory, reply=b"", clock=Clock())
+
+    def test_badMaxLineLength(self) -> None:
+        self.assertRaises(ValueError, ThankYouFactory, maxLineLength=0, clock=Clock())
+
+    def test_mode(self) -> None:
+        log = LogCapture.install(self)
+        connect(ThankYouFactory(clock=Clock()))
+        [event] = log.withEvent("open")
+        self.assertEqual(event["mode"], "thankyou")
+
+
+class RefusalTests(SynchronousTestCase):
+    """A peer refused for load is told so; one outside the access list is not."""
+
+    def test_busy(self) -> None:
+        factory = ThankYouFactory(maxConnections=1, clock=Clock())
+        connect(factory)
+        refused = factory.buildProtocol(PEER)
+        assert isinstance(refused, Protocol)
+        self.assertNotIsInstance(refused, ServerConnection)
+        transport = StringTransport()
+        refused.makeConnection(transport)
+        self.assertEqual(transport.value(), BUSY_MESSAGE)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(factory.stats.refused["max-connections"], 1)
+        # Not counted as an open connection.
+        self.assertEqual(factory.limits.active, 1)
+
+    def test_notAllowed(self) -> None:
+        factory = ThankYouFactory(allow=["192.0.2.0/24"], clock=Clock())
+        self.assertIsNone(factory.buildProtocol(PEER))
+        self.assertEqual(factory.stats.refused["not-allowed"], 1)
