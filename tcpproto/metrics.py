@@ -46,7 +46,9 @@ from twisted.application.service import IServiceCollection
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
-from twisted.web.resource import Resource
+from twisted.web.iweb import IRequest
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from tcpproto.connection import ServerFactory, formatAddress
@@ -228,9 +230,16 @@ class MetricsResource(Resource):
         return encoder(self.registry)
 
 
+class _Root(Resource):
+    """Only ``/metrics`` exists: everything else is a plain 404."""
+
+    def getChild(self, path: bytes, request: IRequest) -> IResource:
+        return notFound()
+
+
 def makeSite(registry: CollectorRegistry) -> Site:
     """A web site serving ``registry`` on ``/metrics`` (and nothing else)."""
-    root = Resource()
+    root = _Root()  # type: ignore[no-untyped-call]
     root.putChild(b"metrics", MetricsResource(registry))
     site = Site(root)
     # No "Starting factory" line per listen, and no access log: a scrape
