@@ -285,7 +285,10 @@ class ServerConnection(Protocol):
             self._idleCall = None
             self.factory.log.info(
                 "{peer} idle for {timeout}s: closing",
+                event="idle",
                 peer=self.peer,
+                listener=self.factory.listener,
+                mode=self.factory.mode,
                 timeout=self.factory.idleTimeout,
             )
             self.abort(IDLE_TIMEOUT)
