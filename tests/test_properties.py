@@ -1,0 +1,141 @@
+"""
+Properties, for any bytes and any chunking (hypothesis, in memory).
+
+- echo: what comes back is exactly what was sent, before and after a half-close;
+- thank-you, line framing: one reply per complete line, ending as the line did;
+- LineBuffer: any chunking of a stream gives back exactly its lines.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from tcpproto import ClientProtocol, EchoFactory, ServerConnection, ThankYouFactory
+from tcpproto.framing import LineBuffer
+from tests.support import MemoryPipe, chunked
+from tests.test_client import Output
+
+PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+
+# Small alphabets make newlines (and \r\n) frequent enough to matter.
+lineish = st.binary(max_size=2000) | st.lists(
+    st.sampled_from([b"a", b"\n", b"\r", b"\r\n", b"\x00", b"xyz", b"\xff"]), max_size=300
+).map(b"".join)
+cuts = st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=30)
+
+SETTINGS = settings(max_examples=200, deadline=None)
+
+
+def serve(factory: EchoFactory | ThankYouFactory) -> tuple[ServerConnection, StringTransport]:
+    proto = factory.buildProtocol(PEER)
+    assert isinstance(proto, ServerConnection)
+    transport = StringTransport(peerAddress=PEER)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+class EchoProperties(SynchronousTestCase):
+    @SETTINGS
+    @given(data=st.binary(max_size=5000), sizes=cuts)
+    def test_echoIsIdentity(self, data: bytes, sizes: list[int]) -> None:
+        proto, transport = serve(EchoFactory(clock=Clock()))
+        for piece in chunked(data, sizes):
+            proto.dataReceived(piece)
+        IHalfCloseableProtocol(proto).readConnectionLost()
+        self.assertEqual(transport.value(), data)
+        self.assertTrue(transport.disconnecting)
+
+    @SETTINGS
+    @given(data=lineish, sizes=cuts)
+    def test_lineEchoIsIdentity(self, data: bytes, sizes: list[int]) -> None:
+        """Line echo without a prefix gives back the stream, tail included."""
+        proto, transport = serve(EchoFactory(framing="line", clock=Clock()))
+        for piece in chunked(data, sizes):
+            proto.dataReceived(piece)
+        IHalfCloseableProtocol(proto).readConnectionLost()
+        self.assertEqual(transport.value(), data)
+
+    @settings(max_examples=50, deadline=None)
+    @given(
+        data=st.binary(max_size=50_000),
+        chunkSize=st.integers(min_value=1, max_value=9000),
+        bufferLimit=st.integers(min_value=1, max_value=9000),
+    )
+    def test_clientRoundTrip(self, data: bytes, chunkSize: int, bufferLimit: int) -> None:
+        """Client to echo server and back, with flow control: exact and complete."""
+        output = Output()
+        client = ClientProtocol(output)
+        pipe = MemoryPipe.fromFactory(
+            EchoFactory(clock=Clock()), client, chunkSize=chunkSize, bufferLimit=bufferLimit
+        )
+        client.write(data)
+        client.halfClose()
+        pipe.flush()
+        self.assertEqual(output.value(), data)
+        self.assertTrue(pipe.closed)
+        self.assertIsNone(self.successResultOf(client.done))
+
+
+class ThankYouProperties(SynchronousTestCase):
+    @SETTINGS
+    @given(data=lineish, sizes=cuts)
+    def test_oneReplyPerCompleteLine(self, data: bytes, sizes: list[int]) -> None:
+        proto, transport = serve(ThankYouFactory(framing="line", clock=Clock()))
+        for piece in chunked(data, sizes):
+            proto.dataReceived(piece)
+        lines = data.split(b"\n")[:-1]
+        expected = b"".join(
+            b"thank you!\r\n" if line.endswith(b"\r") else b"thank you!\n" for line in lines
+        )
+        self.assertEqual(transport.value(), expected)
+        self.assertEqual(transport.value().count(b"thank you!"), data.count(b"\n"))
+
+    @SETTINGS
+    @given(data=st.binary(min_size=1, max_size=3000), sizes=cuts)
+    def test_rawOneReplyPerRead(self, data: bytes, sizes: list[int]) -> None:
+        proto, transport = serve(ThankYouFactory(clock=Clock()))
+        pieces = chunked(data, sizes)
+        for piece in pieces:
+            proto.dataReceived(piece)
+        self.assertEqual(transport.value(), b"thank you!" * len(pieces))
+
+
+class LineBufferProperties(SynchronousTestCase):
+    @SETTINGS
+    @given(data=lineish, sizes=cuts)
+    def test_reassembles(self, data: bytes, sizes: list[int]) -> None:
+        buf = LineBuffer(maxLength=len(data) + 1)
+        lines: list[bytes] = []
+        for piece in chunked(data, sizes):
+            lines.extend(buf.feed(piece))
+        whole, _, tail = data.rpartition(b"\n")
+        expected = [line + b"\n" for line in whole.split(b"\n")] if b"\n" in data else []
+        self.assertEqual(lines, expected)
+        self.assertEqual(buf.pending(), tail if b"\n" in data else data)
+        self.assertEqual(b"".join(lines) + buf.pending(), data)
+        self.assertFalse(buf.overflowed)
+
+    @SETTINGS
+    @given(data=lineish, sizes=cuts, limit=st.integers(min_value=1, max_value=40))
+    def test_overflowExactlyWhenALineIsTooLong(
+        self, data: bytes, sizes: list[int], limit: int
+    ) -> None:
+        buf = LineBuffer(maxLength=limit)
+        lines: list[bytes] = []
+        for piece in chunked(data, sizes):
+            lines.extend(buf.feed(piece))
+        parts = data.split(b"\n")
+        tooLong = any(len(p) > limit for p in parts)
+        self.assertEqual(buf.overflowed, tooLong)
+        # Whatever was returned is a prefix of the stream's lines, each within the limit.
+        expected = [p + b"\n" for p in parts[:-1]]
+        self.assertEqual(lines, expected[: len(lines)])
+        self.assertTrue(all(len(line) - 1 <= limit for line in lines))
+        if not tooLong:
+            self.assertEqual(lines, expected)

@@ -1,0 +1,172 @@
+"""``twistd tcpecho``: option parsing, the service it builds, and its listeners."""
+
+from __future__ import annotations
+
+import io
+import socket
+import sys
+
+from twisted.application.service import IService
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tcpproto import ConnectionLimits, EchoFactory, ThankYouFactory
+from tcpproto.service import ListenerService, ServerService
+from tcpproto.tap import Options, makeFactory, makeService
+from tests.support import LOCAL_TCP, LOOPBACK, LogCapture
+
+
+class OptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.stderr = io.StringIO()
+        self.patch(sys, "stderr", self.stderr)
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def usageError(self, *argv: str) -> str:
+        """Parsing ``argv`` exits with status 2 and one line on stderr; that line."""
+        with self.assertRaises(SystemExit) as caught:
+            self.parse(*argv)
+        self.assertEqual(caught.exception.code, 2)
+        lines = self.stderr.getvalue().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith("twistd tcpecho: error: "), lines[0])
+        return lines[0]
+
+    def test_defaults(self) -> None:
+        options = self.parse()
+        self.assertEqual(options["listen"], ["tcp:7788"])
+        self.assertEqual(options["mode"], "echo")
+        self.assertEqual(options["framing"], "raw")
+        self.assertEqual(options["reply"], "thank you!")
+        self.assertFalse(options["once"])
+        self.assertEqual(options["idle-timeout"], 300.0)
+        self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_repeatedListen(self) -> None:
+        options = self.parse("--listen", "tcp:1", "-l", "unix:/tmp/s", "--listen=tcp6:2")
+        self.assertEqual(options["listen"], ["tcp:1", "unix:/tmp/s", "tcp6:2"])
+
+    def test_thankyou(self) -> None:
+        options = self.parse(
+            "--mode", "thankyou", "--reply", "merci", "--once", "--framing", "line"
+        )
+        self.assertEqual(
+            (options["mode"], options["reply"], options["once"], options["framing"]),
+            ("thankyou", "merci", True, "line"),
+        )
+
+    def test_numbers(self) -> None:
+        options = self.parse("--max-connections", "5", "--idle-timeout", "1.5")
+        self.assertEqual((options["max-connections"], options["idle-timeout"]), (5, 1.5))
+
+    def test_badMode(self) -> None:
+        self.assertIn("--mode", self.usageError("--mode", "chargen"))
+
+    def test_badFraming(self) -> None:
+        self.assertIn("--framing", self.usageError("--framing", "json"))
+
+    def test_badNumber(self) -> None:
+        self.assertIn("max-connections", self.usageError("--max-connections", "many"))
+
+    def test_negativeNumber(self) -> None:
+        self.assertIn("idle-timeout", self.usageError("--idle-timeout", "-1"))
+
+    def test_zeroLineLength(self) -> None:
+        self.assertIn("max-line-length", self.usageError("--max-line-length", "0"))
+
+    def test_onceNeedsThankyou(self) -> None:
+        self.assertIn("--once", self.usageError("--once"))
+
+    def test_emptyReply(self) -> None:
+        self.usageError("--mode", "thankyou", "--reply", "")
+
+    def test_badAllow(self) -> None:
+        self.assertIn("--allow", self.usageError("--allow", "not-a-net"))
+
+    def test_unknownOption(self) -> None:
+        self.usageError("--colour")
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_oneListenerPerListen(self) -> None:
+        options = self.parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0")
+        service = makeService(options)
+        self.assertTrue(IService.providedBy(service))
+        self.assertIsInstance(service, ServerService)
+        listeners = [s for s in service if isinstance(s, ListenerService)]  # type: ignore[attr-defined]
+        self.assertEqual(
+            [s.description for s in listeners], ["tcp:0:interface=127.0.0.1", "tcp:0"]
+        )
+        self.assertFalse(service.running)
+
+    def test_factoriesShareLimits(self) -> None:
+        options = self.parse("--listen", "tcp:0", "--listen", "tcp:0", "--max-connections", "7")
+        service = makeService(options)
+        factories = [s.factory for s in service if isinstance(s, ListenerService)]  # type: ignore[attr-defined]
+        self.assertEqual(len(factories), 2)
+        self.assertIs(factories[0].limits, factories[1].limits)
+        self.assertEqual(factories[0].limits.maxConnections, 7)
+        self.assertEqual([f.listener for f in factories], ["tcp:0", "tcp:0"])
+
+    def test_badEndpoint(self) -> None:
+        options = self.parse("--listen", "tcpx:1")
+        with self.assertRaises(SystemExit) as caught:
+            makeService(options)
+        message = str(caught.exception.code)
+        self.assertEqual(len(message.splitlines()), 1)
+        self.assertIn("tcpx:1", message)
+        self.assertIn("error", message)
+
+    def test_echoFactory(self) -> None:
+        options = self.parse("--framing", "line", "--max-line-length", "10")
+        factory = makeFactory(options, ConnectionLimits())
+        assert isinstance(factory, EchoFactory)
+        self.assertEqual((factory.framing, factory.maxLineLength), ("line", 10))
+
+    def test_thankyouFactory(self) -> None:
+        options = self.parse("--mode", "thankyou", "--reply", "ta", "--once")
+        factory = makeFactory(options, ConnectionLimits(), listener="x")
+        assert isinstance(factory, ThankYouFactory)
+        self.assertEqual((factory.reply, factory.once, factory.listener), (b"ta", True, "x"))
+
+
+class ListenerServiceTests(TestCase):
+    """A listener says where it listens, and fails in one line when it cannot."""
+
+    def test_logsBoundAddress(self) -> None:
+        log = LogCapture.install(self)
+        service = ListenerService(serverFromString(reactor, LOCAL_TCP), EchoFactory(), LOCAL_TCP)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        assert service.port is not None
+        port = service.port.getHost().port  # type: ignore[attr-defined]
+        self.assertNotEqual(port, 0)
+        [event] = log.withEvent("listening")
+        self.assertEqual(event["address"], f"{LOOPBACK}:{port}")
+        self.assertEqual(event["listener"], LOCAL_TCP)
+
+    def test_portInUse(self) -> None:
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind((LOOPBACK, 0))
+        busy.listen(1)
+        description = f"tcp:{busy.getsockname()[1]}:interface={LOOPBACK}"
+        service = ListenerService(
+            serverFromString(reactor, description), EchoFactory(), description
+        )
+        with self.assertRaises(SystemExit) as caught:
+            service.privilegedStartService()
+        message = str(caught.exception.code)
+        self.assertEqual(len(message.splitlines()), 1)
+        self.assertIn(description, message)
+        self.assertIn("in use", message)
