@@ -7,8 +7,8 @@
 #   OUTDIR/NAME.txt   the capture rendered by scripts/render_trace.py, with the
 #                     client's output, the server's log and the sockets left in TIME_WAIT
 # Scenarios: echo-halfclose (client sends a line, half-closes, reads the echo),
-# thankyou-once (the tutorial's client and server; the server closes first, then a
-# restart shows why SO_REUSEADDR matters), abort-rst (the client resets the connection).
+# thankyou-once (the tutorial's server replies and closes first; then a restart on its
+# port shows why SO_REUSEADDR matters), abort-rst (the client resets the connection).
 #
 # Needs: Debian packages tcpdump and iproute2 (for ss); root or CAP_NET_RAW to capture;
 # a Python with tcpproto installed: PYTHON (default .venv/bin/python, else python3).
@@ -137,12 +137,13 @@ stop_server
 write echo-halfclose "echo-halfclose: a line echoed, the client half-closes first" \
     "printf 'hello\\n' | tcpecho-client 127.0.0.1 $PORT"
 
-# 2. The tutorial's exchange: the server replies once and closes first.
+# 2. The tutorial's server: it replies once and closes first, so its side ends in TIME_WAIT.
 SERVER_ARGS="--mode thankyou --once"
 start_server --mode thankyou --once
 start_capture thankyou-once
-timeout 10 "$PYTHON" docs/examples/socket_client.py 127.0.0.1 "$PORT" hello \
-    >"$WORK/client.out" 2>&1
+# The client's input stays open for a second: it closes only when the server does.
+(printf 'hello'; sleep 1) | timeout 10 "$CLIENT" 127.0.0.1 "$PORT" >"$WORK/client.out" 2>&1
+echo >>"$WORK/client.out"
 stop_capture
 time_wait >"$WORK/timewait.txt"
 stop_server
@@ -158,8 +159,8 @@ stop_server
     grep -oE '(listening on|error).*' "$WORK/restart.log" | sed 's/^/    /'
     stop_server
 } >"$WORK/extra.txt"
-write thankyou-once "thankyou-once: the tutorial's client and server; the server closes first" \
-    "python docs/examples/socket_client.py 127.0.0.1 $PORT hello"
+write thankyou-once "thankyou-once: the tutorial's server replies once and closes first" \
+    "(printf 'hello'; sleep 1) | tcpecho-client 127.0.0.1 $PORT"
 
 # 3. Abort: the client resets the connection (SO_LINGER 0, as abortConnection does).
 SERVER_ARGS=
