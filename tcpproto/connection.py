@@ -416,7 +416,6 @@ class ServerFactory(_TwistedServerFactory):
         )
 
     def _connectionLost(self, conn: ServerConnection, reason: Failure) -> None:
-        self.limits.closed(conn, conn._ip)
         duration = self.clock.seconds() - conn.started
         self.stats.closed(conn.bytesIn, conn.bytesOut, duration)
         why = conn.closeReason
@@ -437,3 +436,6 @@ class ServerFactory(_TwistedServerFactory):
             duration=duration,
             reason=why,
         )
+        # Last: this may fire whenEmpty() waiters, who must see the
+        # connection's totals already counted and logged.
+        self.limits.closed(conn, conn._ip)
