@@ -1,0 +1,359 @@
+"""
+Integration on real sockets, 127.0.0.1 port 0 (and a UNIX socket).
+
+The tutorial's plain blocking-socket client against both servers, its
+plain-socket one-shot server against ``tcpecho-client``, a half-closing
+client sending megabytes, and flow control seen from the server.  Blocking
+socket code runs in a thread (``deferToThread``) so the reactor keeps
+serving; the flow-control test uses a non-blocking socket on the reactor's
+thread instead, so it can watch the server between sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import time
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from tcpproto import EchoFactory, ServerConnection, ThankYouFactory, exchange
+from tcpproto.connection import ServerFactory
+from tests.support import (
+    LOOPBACK,
+    listenLocal,
+    portNumber,
+    runClient,
+    shortTempDir,
+)
+
+#: Seconds any blocking socket call may take before the test fails.
+SOCKET_TIMEOUT = 10.0
+
+
+def tutorialClient(port: int, message: bytes) -> bytes:
+    """The tutorial's client: connect, send, recv(1024), close."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(SOCKET_TIMEOUT)
+    try:
+        s.connect((LOOPBACK, port))
+        s.send(message)
+        return s.recv(1024)
+    finally:
+        s.close()
+
+
+def tutorialClientThenEOF(port: int, message: bytes) -> tuple[bytes, bytes]:
+    """Like :func:`tutorialClient`, then read on: (first answer, the rest until EOF)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(SOCKET_TIMEOUT)
+    try:
+        s.connect((LOOPBACK, port))
+        s.send(message)
+        first = s.recv(1024)
+        rest = []
+        while chunk := s.recv(65536):
+            rest.append(chunk)
+        return first, b"".join(rest)
+    finally:
+        s.close()
+
+
+def halfClosingClient(port: int, data: bytes, deadline: float = 30.0) -> bytes:
+    """
+    Send ``data``, then ``shutdown(SHUT_WR)``; read until the server closes.
+
+    Sending and reading are interleaved (one thread, a selector), as a
+    client must when the server answers while it is still sending.
+    """
+    s = socket.create_connection((LOOPBACK, port), timeout=SOCKET_TIMEOUT)
+    s.setblocking(False)
+    sel = selectors.DefaultSelector()
+    received: list[bytes] = []
+    view = memoryview(data)
+    sent = 0
+    shut = False
+    end = time.monotonic() + deadline
+    try:
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        while True:
+            if time.monotonic() > end:
+                raise TimeoutError(f"sent {sent}, received {sum(map(len, received))}")
+            for _, events in sel.select(1.0):
+                if events & selectors.EVENT_WRITE and not shut:
+                    with contextlib.suppress(BlockingIOError):
+                        sent += s.send(view[sent : sent + 262144])
+                    if sent == len(data):
+                        s.shutdown(socket.SHUT_WR)
+                        shut = True
+                        sel.modify(s, selectors.EVENT_READ)
+                if events & selectors.EVENT_READ:
+                    try:
+                        chunk = s.recv(262144)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        return b"".join(received)
+                    received.append(chunk)
+    finally:
+        sel.close()
+        s.close()
+
+
+def oneShotServer(listener: socket.socket) -> bytes:
+    """The tutorial's server, once: accept, recv(1024), send thanks, close."""
+    listener.settimeout(SOCKET_TIMEOUT)
+    conn, _ = listener.accept()
+    conn.settimeout(SOCKET_TIMEOUT)
+    try:
+        data = conn.recv(1024)
+        conn.send(b"thank you!")
+        return data
+    finally:
+        conn.close()
+
+
+class TestCaseBase(TestCase):
+    timeout = 60
+
+    async def serve(self, factory: ServerFactory) -> int:
+        port = await listenLocal(self, factory)
+        return portNumber(port)
+
+    async def allClosed(self, factory: ServerFactory) -> None:
+        """Wait until the server has closed every connection (a clean reactor)."""
+        d = factory.limits.whenEmpty()
+        d.addTimeout(SOCKET_TIMEOUT, reactor)
+        await d
+
+
+class TutorialClientTests(TestCaseBase):
+    """The tutorial's blocking client gets what it expects from both servers."""
+
+    def test_echo(self) -> Deferred[None]:
+        async def go() -> None:
+            factory = EchoFactory()
+            port = await self.serve(factory)
+            answer = await deferToThread(tutorialClient, port, b"hello, echo")
+            self.assertEqual(answer, b"hello, echo")
+            await self.allClosed(factory)
+            self.assertEqual(factory.stats.closedBytesIn, len(b"hello, echo"))
+
+        return Deferred.fromCoroutine(go())
+
+    def test_thankYou(self) -> Deferred[None]:
+        async def go() -> None:
+            factory = ThankYouFactory()
+            port = await self.serve(factory)
+            answer = await deferToThread(tutorialClient, port, b"hello")
+            self.assertEqual(answer, b"thank you!")
+            await self.allClosed(factory)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_thankYouOnce(self) -> Deferred[None]:
+        """Once: the reply, then our FIN (the client sees EOF, not a reset)."""
+
+        async def go() -> None:
+            factory = ThankYouFactory(once=True)
+            port = await self.serve(factory)
+            first, rest = await deferToThread(tutorialClientThenEOF, port, b"hello")
+            self.assertEqual((first, rest), (b"thank you!", b""))
+            await self.allClosed(factory)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_thankYouLines(self) -> Deferred[None]:
+        async def go() -> None:
+            factory = ThankYouFactory(framing="line", reply=b"ok")
+            port = await self.serve(factory)
+            endpoint = clientFromString(reactor, f"tcp:{LOOPBACK}:{port}")
+            answer = await exchange(endpoint, b"one\r\ntwo\nthr")
+            self.assertEqual(answer, b"ok\r\nok\n")
+            await self.allClosed(factory)
+
+        return Deferred.fromCoroutine(go())
+
+
+class OneShotServerTests(TestCaseBase):
+    """The tutorial's plain-socket server against ``tcpecho-client``."""
+
+    def test_client(self) -> Deferred[None]:
+        async def go() -> None:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(listener.close)
+            listener.bind((LOOPBACK, 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            served = deferToThread(oneShotServer, listener)
+            result = await runClient(LOOPBACK, str(port), stdin=b"hello", timeout=20)
+            received = await served
+            self.assertEqual(received, b"hello")
+            self.assertEqual(result.out, b"thank you!")
+            self.assertEqual(result.status, 0, result.err)
+            # Not interactive (stdin is a pipe): nothing on stderr.
+            self.assertEqual(result.err, b"")
+
+        return Deferred.fromCoroutine(go())
+
+
+class HalfCloseTests(TestCaseBase):
+    """A client that sends megabytes, then FIN, gets every byte back."""
+
+    SIZE = 4 * 1024 * 1024
+
+    def roundTrip(self, factory: EchoFactory) -> Deferred[None]:
+        data = os.urandom(self.SIZE)
+
+        async def go() -> None:
+            port = await self.serve(factory)
+            answer = await deferToThread(halfClosingClient, port, data)
+            self.assertEqual(len(answer), len(data))
+            self.assertTrue(answer == data, "echoed bytes differ")
+            await self.allClosed(factory)
+            self.assertEqual(factory.stats.closedBytesOut, self.SIZE)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_writeThrough(self) -> Deferred[None]:
+        return self.roundTrip(EchoFactory())
+
+    def test_transportWrites(self) -> Deferred[None]:
+        factory = EchoFactory()
+        factory.writeThrough = False
+        return self.roundTrip(factory)
+
+    def test_lineEcho(self) -> Deferred[None]:
+        """Line echo keeps a last partial line too."""
+
+        async def go() -> None:
+            factory = EchoFactory(framing="line")
+            port = await self.serve(factory)
+            data = b"line\n" * 100_000 + b"no newline"
+            answer = await deferToThread(halfClosingClient, port, data)
+            self.assertTrue(answer == data)
+            await self.allClosed(factory)
+
+        return Deferred.fromCoroutine(go())
+
+
+class FlowControlTests(TestCaseBase):
+    """A client that does not read makes the server stop reading, until it reads."""
+
+    def test_pauseAndResume(self) -> Deferred[None]:
+        async def go() -> None:
+            factory = EchoFactory()
+            port = await self.serve(factory)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+            s.connect((LOOPBACK, port))
+            s.setblocking(False)
+            block = b"z" * 65536
+            sent = 0
+
+            def push() -> None:
+                nonlocal sent
+                while True:
+                    try:
+                        sent += s.send(block)
+                    except BlockingIOError:
+                        return
+
+            while not factory.limits.connections:
+                await deferLater(reactor, 0.01, lambda: None)
+            [conn] = list(factory.limits.connections)
+            assert isinstance(conn, ServerConnection)
+
+            # Send without reading until the server pauses.
+            deadline = time.monotonic() + 10
+            while not conn.paused:
+                self.assertLess(time.monotonic(), deadline, "the server never paused")
+                push()
+                await deferLater(reactor, 0.01, lambda: None)
+
+            # While paused the server reads nothing more, however long we push.
+            readSoFar = conn.bytesIn
+            for _ in range(20):
+                push()
+                await deferLater(reactor, 0.01, lambda: None)
+            self.assertTrue(conn.paused)
+            self.assertEqual(conn.bytesIn, readSoFar)
+            # What we pushed meanwhile waits in the kernel, not in the server.
+            self.assertGreater(sent, conn.bytesIn)
+
+            # Now read: the server resumes and everything comes back.
+            received = 0
+            shut = False
+            deadline = time.monotonic() + 20
+            sawResume = False
+            while True:
+                self.assertLess(time.monotonic(), deadline, "echo did not complete")
+                try:
+                    chunk = s.recv(262144)
+                except BlockingIOError:
+                    chunk = None
+                except OSError as e:  # pragma: no cover - diagnostic
+                    self.fail(f"recv failed: {errno.errorcode.get(e.errno or 0, e)}")
+                if chunk == b"":
+                    break
+                if chunk:
+                    received += len(chunk)
+                if not conn.paused:
+                    sawResume = True
+                if received == sent and not shut:
+                    s.shutdown(socket.SHUT_WR)
+                    shut = True
+                await deferLater(reactor, 0, lambda: None)
+            self.assertTrue(sawResume)
+            self.assertEqual(received, sent)
+            await self.allClosed(factory)
+            self.assertEqual(factory.stats.closedBytesIn, sent)
+
+        return Deferred.fromCoroutine(go())
+
+
+class UnixSocketTests(TestCaseBase):
+    """Any endpoint works: the echo and thank-you servers on a UNIX socket."""
+
+    def test_echo(self) -> Deferred[None]:
+        async def go() -> None:
+            path = os.path.join(shortTempDir(self), "echo.sock")
+            factory = EchoFactory()
+            await listenLocal(self, factory, f"unix:{path}")
+            data = os.urandom(500_000)
+            answer = await exchange(clientFromString(reactor, f"unix:{path}"), data)
+            self.assertTrue(answer == data)
+            await self.allClosed(factory)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_tutorialStyleClient(self) -> Deferred[None]:
+        async def go() -> None:
+            path = os.path.join(shortTempDir(self), "ty.sock")
+            factory = ThankYouFactory(once=True)
+            await listenLocal(self, factory, f"unix:{path}")
+
+            def client() -> bytes:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(SOCKET_TIMEOUT)
+                try:
+                    s.connect(path)
+                    s.send(b"hi")
+                    return s.recv(1024)
+                finally:
+                    s.close()
+
+            self.assertEqual(await deferToThread(client), b"thank you!")
+            await self.allClosed(factory)
+
+        return Deferred.fromCoroutine(go())
