@@ -158,8 +158,12 @@ class ConnectionLimits:
                 del self._perPeer[ip]
 
     def whenEmpty(self) -> Deferred[None]:
-        """A Deferred that fires once no connection is open (at once if none is)."""
-        d: Deferred[None] = Deferred()
+        """
+        A Deferred that fires once no connection is open (at once if none is).
+
+        Cancelling it (``addTimeout`` does) forgets it.
+        """
+        d: Deferred[None] = Deferred(self._emptyWaiters.remove)
         if self.connections:
             self._emptyWaiters.append(d)
         else:

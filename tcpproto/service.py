@@ -4,6 +4,7 @@ Services: listeners that say where they listen, and a server that shuts down gra
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import signal
 from types import FrameType
@@ -11,11 +12,12 @@ from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.error import CannotListenError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorCore,
+    IReactorThreads,
     IReactorTime,
     IStreamServerEndpoint,
 )
@@ -86,7 +88,8 @@ class ServerService(MultiService):
     :param handleSignals: on ``startService``, replace the reactor's SIGTERM
         and SIGINT handlers with ones that stop the reactor without recording
         the signal, so that ``twistd`` exits with status 0 after a graceful
-        shutdown instead of re-raising the signal (status 143).
+        shutdown instead of re-raising the signal (status 143).  A second
+        signal cuts the connections still open at once.
     """
 
     def __init__(
@@ -97,6 +100,8 @@ class ServerService(MultiService):
         handleSignals: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        if shutdownTimeout < 0:
+            raise ValueError("shutdownTimeout must be 0 or more")
         if clock is None:
             from twisted.internet import reactor
 
@@ -107,6 +112,9 @@ class ServerService(MultiService):
         self.handleSignals = handleSignals
         #: How many connections the last shutdown had to abort.
         self.aborted = 0
+        self._signals = 0
+        self._cutNow = False
+        self._waiting: Deferred[None] | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -115,21 +123,38 @@ class ServerService(MultiService):
             reactor.callWhenRunning(self._installSignalHandlers)
 
     def _installSignalHandlers(self) -> None:
-        reactor = cast(IReactorCore, self.clock)
+        # Installed once the reactor runs, so after (and instead of) the
+        # reactor's own handlers, which would record the signal for twistd to
+        # re-raise at exit.
+        signal.signal(signal.SIGTERM, self._onSignal)
+        signal.signal(signal.SIGINT, self._onSignal)
 
-        stopping: list[int] = []
+    def _onSignal(self, signum: int, frame: FrameType | None) -> None:
+        # A signal handler may interrupt anything, the log observer included:
+        # hand the work to the reactor, as its own handlers do.
+        reactor = cast(IReactorThreads, self.clock)
+        reactor.callFromThread(self.signalled, signal.Signals(signum).name)
 
-        def stop(signum: int, frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            if stopping:
-                log.info("received {signal}: already shutting down", signal=name)
-                return
-            stopping.append(signum)
-            log.info("received {signal}: shutting down", signal=name)
-            reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+    def signalled(self, name: str) -> None:
+        """
+        SIGTERM or SIGINT (``name``) arrived: shut down gracefully, or, on a
+        second signal, cut the connections still open now.
+        """
+        self._signals += 1
+        if self._signals > 1:
+            log.warn(
+                "received {signal} again: cutting {count} open connections now",
+                signal=name,
+                count=self.limits.active,
+            )
+            self._cutNow = True
+            if self._waiting is not None:
+                self._waiting.cancel()
+            return
+        log.info("received {signal}: shutting down", signal=name)
+        # Already stopping for another reason: nothing more to do.
+        with contextlib.suppress(ReactorNotRunning):
+            cast(IReactorCore, self.clock).stop()
 
     def stopService(self) -> Deferred[None]:
         d = cast("Deferred[Any]", super().stopService())  # type: ignore[no-untyped-call]
@@ -137,24 +162,34 @@ class ServerService(MultiService):
 
     async def _drain(self) -> None:
         open_ = self.limits.active
+        self.aborted = 0
         if not open_:
             return
         log.info(
             "stopped listening; waiting up to {timeout}s for {count} open connections",
+            event="shutdown-drain",
             timeout=self.shutdownTimeout,
             count=open_,
         )
-        empty = self.limits.whenEmpty()
-        empty.addTimeout(self.shutdownTimeout, self.clock)
-        try:
-            await empty
-            return
-        except TimeoutError:
-            pass
+        if not self._cutNow:
+            self._waiting = self.limits.whenEmpty()
+            self._waiting.addTimeout(self.shutdownTimeout, self.clock)
+            try:
+                await self._waiting
+                log.info(
+                    "all {count} open connections finished",
+                    event="shutdown-complete",
+                    count=open_,
+                )
+                return
+            except (TimeoutError, CancelledError):
+                pass
+            finally:
+                self._waiting = None
         left = list(self.limits.connections)
         self.aborted = len(left)
         log.warn(
-            "shutdown timeout: aborting {count} connections still open",
+            "shutdown: aborting {count} connections still open",
             event="shutdown-aborted",
             count=len(left),
         )
