@@ -225,7 +225,10 @@ def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") 
 def makeService(options: Options) -> IService:
     """
     Build the server: a :class:`~tcpproto.service.ServerService` with one
-    :class:`~tcpproto.service.ListenerService` per ``--listen``.
+    :class:`~tcpproto.service.ListenerService` per ``--listen``, one
+    :class:`~tcpproto.udp.DatagramService` per ``--udp``, and with
+    ``--metrics`` a :class:`~tcpproto.metrics.MetricsService` that finds
+    them all in the server's service tree on each scrape.
 
     :raises SystemExit: with a one-line message when an endpoint string is
         not valid.
