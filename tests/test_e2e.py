@@ -1,0 +1,207 @@
+"""
+End to end: the installed ``twistd -n tcpecho`` and ``tcpecho-client`` as
+subprocesses, on 127.0.0.1 (and a UNIX socket).
+
+These tests block (the servers are other processes, there is no reactor
+work here), so they are synchronous test cases.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.support import (
+    LOCAL_TCP,
+    LOOPBACK,
+    ProcessResult,
+    parseListening,
+    processEnv,
+    runClientSync,
+    runProcessSync,
+    serverCommand,
+    shortTempDir,
+    startServer,
+)
+from tests.test_integration import SOCKET_TIMEOUT, halfClosingClient, tutorialClientThenEOF
+
+
+def freePort() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind((LOOPBACK, 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+class ClientThroughServerTests(SynchronousTestCase):
+    """``tcpecho-client`` against ``twistd tcpecho``: exact copies."""
+
+    def setUp(self) -> None:
+        self.server = startServer(self)
+
+    def test_bigBinaryFile(self) -> None:
+        """``tcpecho-client HOST PORT < in > out`` gives a byte-identical copy."""
+        tmp = shortTempDir(self)
+        inPath, outPath = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
+        data = os.urandom(8 * 1024 * 1024)
+        with open(inPath, "wb") as f:
+            f.write(data)
+        with open(inPath, "rb") as stdin, open(outPath, "wb") as stdout:
+            result = runClientSync(
+                LOOPBACK, str(self.server.port), stdin=stdin, stdout=stdout, timeout=60
+            )
+        self.assertEqual(result.status, 0, result.err)
+        self.assertEqual(result.err, b"")
+        with open(outPath, "rb") as f:
+            copy = f.read()
+        self.assertEqual(len(copy), len(data))
+        self.assertTrue(copy == data, "the copy differs")
+
+    def test_emptyInput(self) -> None:
+        result = runClientSync(LOOPBACK, str(self.server.port), stdin=b"")
+        self.assertEqual((result.status, result.out, result.err), (0, b"", b""))
+
+    def test_textNotReencoded(self) -> None:
+        data = "héllo\r\nwörld\n".encode("latin-1") + b"\x00\xff"
+        result = runClientSync(LOOPBACK, str(self.server.port), stdin=data)
+        self.assertEqual(result.out, data)
+
+    def test_moduleRuns(self) -> None:
+        """``python -m tcpproto.client`` is the same client."""
+        result = runProcessSync(
+            [sys.executable, "-m", "tcpproto.client", LOOPBACK, str(self.server.port)],
+            stdin=b"via -m\n",
+        )
+        self.assertEqual((result.status, result.out), (0, b"via -m\n"), result.err)
+
+    def test_connectOption(self) -> None:
+        result = runClientSync("--connect", f"tcp:{LOOPBACK}:{self.server.port}", stdin=b"x")
+        self.assertEqual((result.status, result.out), (0, b"x"), result.err)
+
+    def test_halfClosingSocketClient(self) -> None:
+        data = os.urandom(4 * 1024 * 1024)
+        answer = halfClosingClient(self.server.port, data)
+        self.assertTrue(answer == data, "echoed bytes differ")
+
+    def test_logsConnections(self) -> None:
+        runClientSync(LOOPBACK, str(self.server.port), stdin=b"12345")
+        self.assertEqual(self.server.stop(), 0)
+        log = self.server.stdout()
+        self.assertIn("connected", log)
+        self.assertIn("5 bytes in, 5 out", log)
+
+
+class ServerModesTests(SynchronousTestCase):
+    def test_thankYouOnceWithTutorialClient(self) -> None:
+        server = startServer(self, "--mode", "thankyou", "--once")
+        first, rest = tutorialClientThenEOF(server.port, b"hello")
+        self.assertEqual((first, rest), (b"thank you!", b""))
+
+    def test_thankYouLineWithClient(self) -> None:
+        server = startServer(self, "--mode", "thankyou", "--framing", "line", "--reply", "merci")
+        result = runClientSync(LOOPBACK, str(server.port), stdin=b"a\r\nb\nc")
+        self.assertEqual((result.status, result.out), (0, b"merci\r\nmerci\n"), result.err)
+
+    def test_severalListeners(self) -> None:
+        path = os.path.join(shortTempDir(self), "s.sock")
+        server = startServer(self, "--listen", LOCAL_TCP, "--listen", f"unix:{path}")
+        self.assertEqual(len(server.addresses), 2)
+        self.assertEqual(server.addresses[1].path, path)
+        tcp = runClientSync(LOOPBACK, str(server.port), stdin=b"over tcp")
+        unix = runClientSync("--connect", f"unix:{path}", stdin=b"over unix")
+        self.assertEqual((tcp.out, unix.out), (b"over tcp", b"over unix"))
+
+    def test_sigtermExitsZero(self) -> None:
+        server = startServer(self)
+        status = server.stop(signal.SIGTERM)
+        self.assertEqual(status, 0, server.output())
+        self.assertIn("SIGTERM", server.stdout())
+
+    def test_sigintExitsZero(self) -> None:
+        server = startServer(self)
+        self.assertEqual(server.stop(signal.SIGINT), 0, server.output())
+
+
+class ServerErrorTests(SynchronousTestCase):
+    """A server that cannot start says why in one line and exits non-zero."""
+
+    def runServer(self, *args: str) -> ProcessResult:
+        return runProcessSync(serverCommand(*args), cwd=shortTempDir(self), env=processEnv())
+
+    def assertOneLineError(self, result: ProcessResult, *needles: str) -> str:
+        self.assertNotEqual(result.status, 0)
+        text = (result.out + result.err).decode("utf-8", "replace")
+        self.assertNotIn("Traceback", text)
+        lines = [line for line in text.splitlines() if "error" in line]
+        self.assertEqual(len(lines), 1, text)
+        for needle in needles:
+            self.assertIn(needle, lines[0])
+        return lines[0]
+
+    def test_portInUse(self) -> None:
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind((LOOPBACK, 0))
+        busy.listen(1)
+        description = f"tcp:{busy.getsockname()[1]}:interface={LOOPBACK}"
+        result = self.runServer("--listen", description)
+        self.assertOneLineError(result, description, "in use")
+
+    def test_badEndpoint(self) -> None:
+        result = self.runServer("--listen", "tcpx:1")
+        self.assertOneLineError(result, "tcpx:1")
+
+    def test_badMode(self) -> None:
+        result = self.runServer("--mode", "chargen")
+        self.assertEqual(result.status, 2)
+        self.assertOneLineError(result, "--mode")
+
+
+class ClientErrorTests(SynchronousTestCase):
+    """Client failures: exit 1 (connecting) or 2 (usage), one line on stderr."""
+
+    def assertOneLine(self, result: ProcessResult, status: int, *needles: str) -> str:
+        self.assertEqual(result.status, status, result.err)
+        lines = result.errLines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertNotIn("Traceback", lines[0])
+        for needle in needles:
+            self.assertIn(needle, lines[0])
+        self.assertEqual(result.out, b"")
+        return lines[0]
+
+    def test_refused(self) -> None:
+        port = str(freePort())
+        result = runClientSync(LOOPBACK, port, stdin=b"x", timeout=SOCKET_TIMEOUT * 2)
+        self.assertOneLine(result, 1, LOOPBACK, port, "refused")
+
+    def test_unknownHost(self) -> None:
+        result = runClientSync("no-such-host.invalid", "7788", stdin=b"x", timeout=30)
+        self.assertOneLine(result, 1, "no-such-host.invalid", "7788", "unknown host")
+
+    def test_badPort(self) -> None:
+        self.assertOneLine(runClientSync(LOOPBACK, "http"), 2, "http")
+
+    def test_badOption(self) -> None:
+        self.assertOneLine(runClientSync("--frobnicate"), 2, "--frobnicate")
+
+    def test_badEndpointString(self) -> None:
+        result = runClientSync("--connect", "nonsense:1", stdin=b"x")
+        self.assertOneLine(result, 2, "nonsense:1")
+
+
+class ListeningLogTests(SynchronousTestCase):
+    def test_parseListening(self) -> None:
+        text = (
+            "x listening on 127.0.0.1:5 (tcp:0)\n"
+            "y listening on [::1]:7 (tcp6:0)\n"
+            "z listening on unix:/tmp/a.sock (unix:/tmp/a.sock)\n"
+        )
+        found = [(a.host, a.port, a.path) for a in parseListening(text)]
+        self.assertEqual(found, [("127.0.0.1", 5, ""), ("::1", 7, ""), ("unix", 0, "/tmp/a.sock")])
