@@ -36,7 +36,7 @@ from twisted.logger import Logger
 
 from tcpproto.connection import formatAddress
 from tcpproto.framing import terminator
-from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, peerIP
+from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, Network, peerIP
 from tcpproto.stats import ListenerStats
 from tcpproto.thankyou import DEFAULT_REPLY
 
@@ -55,6 +55,9 @@ LOOP_PORTS: frozenset[int] = frozenset({0, 7, 13, 17, 19, 37})
 MAX_DATAGRAM = 65535
 
 MODES = ("echo", "thankyou")
+
+# How many senders' access-list decisions are remembered.
+_ALLOWED_CACHE = 4096
 
 log = Logger(namespace="tcpproto")
 
@@ -141,6 +144,8 @@ class DatagramServer(DatagramProtocol):
         self.clock = clock
         self.stats = ListenerStats()
         self._logged: dict[str, float] = {}
+        self._allowed: dict[str, bool] = {}
+        self._allowedFor: tuple[Network, ...] = ()
         self._suppressed: dict[str, int] = {}
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
@@ -149,9 +154,7 @@ class DatagramServer(DatagramProtocol):
         if port in LOOP_PORTS:
             self._refuse(host, port, LOOP_PORT)
             return
-        limits = self.limits
-        # Parsing the address costs more than answering: only with a list.
-        if limits.allow and not limits.isAllowed(peerIP(_address(host, port))):
+        if self.limits.allow and not self._isAllowed(host):
             self._refuse(host, port, NOT_ALLOWED)
             return
         stats = self.stats
@@ -181,6 +184,22 @@ class DatagramServer(DatagramProtocol):
             return
         stats.datagramsOut += 1
         stats.closedBytesOut += len(answer)
+
+    def _isAllowed(self, host: str) -> bool:
+        # Parsing an address costs many times more than answering, and a
+        # UDP client sends many datagrams: remember the answer per sender.
+        # The cache is bounded, since source addresses can be forged, and
+        # forgotten if the access list is replaced.
+        if self.limits.allow is not self._allowedFor:
+            self._allowedFor = self.limits.allow
+            self._allowed.clear()
+        allowed = self._allowed.get(host)
+        if allowed is None:
+            if len(self._allowed) >= _ALLOWED_CACHE:
+                self._allowed.clear()
+            allowed = self.limits.isAllowed(peerIP(_address(host, 0)))
+            self._allowed[host] = allowed
+        return allowed
 
     def _refuse(self, host: str, port: int, reason: str) -> None:
         self.stats.refused[reason] += 1

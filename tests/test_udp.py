@@ -19,7 +19,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tcpproto.limits import NOT_ALLOWED, ConnectionLimits
+from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, parseNetwork
 from tcpproto.tap import Options
 from tcpproto.udp import (
     LOOP_PORT,
@@ -126,6 +126,23 @@ class DatagramServerTests(SynchronousTestCase):
         server.datagramReceived(b"b", ("::1", 5000))
         self.assertEqual(t.sent, [(b"a", ("::ffff:10.0.0.1", 5000))])
         self.assertEqual(server.stats.refused[NOT_ALLOWED], 1)
+
+    def test_accessListCache(self) -> None:
+        """Decisions are remembered per sender, boundedly, and forgotten with the list."""
+        limits = ConnectionLimits(allow=["10.0.0.0/8"])
+        server = DatagramServer(limits=limits, clock=Clock())
+        t = connected(server)
+        for i in range(5000):
+            server.datagramReceived(b"a", (f"10.0.{i // 250}.{i % 250}", 5000))
+            server.datagramReceived(b"b", (f"11.0.{i // 250}.{i % 250}", 5000))
+        self.assertEqual(len(t.sent), 5000)
+        self.assertEqual(server.stats.refused[NOT_ALLOWED], 5000)
+        self.assertLessEqual(len(server._allowed), 4096)
+        limits.allow = (parseNetwork("11.0.0.0/8"),)
+        server.datagramReceived(b"c", ("10.0.0.1", 5000))
+        server.datagramReceived(b"d", ("11.0.0.1", 5000))
+        self.assertEqual(t.sent[-1], (b"d", ("11.0.0.1", 5000)))
+        self.assertEqual(len(t.sent), 5001)
 
     def test_loopPorts(self) -> None:
         """Datagrams from the small services' ports (and port 0) are never answered."""
