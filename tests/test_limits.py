@@ -630,7 +630,7 @@ class IdleTimeoutEndToEndTests(SynchronousTestCase):
         self.addCleanup(talker.close)
         started = time.monotonic()
         closedAt = None
-        while time.monotonic() - started < 3.0:
+        while time.monotonic() - started < 2.5:
             talker.sendall(b"ping")
             self.assertEqual(recvExactly(talker, 4), b"ping")
             if closedAt is None:
@@ -649,18 +649,6 @@ class IdleTimeoutEndToEndTests(SynchronousTestCase):
         self.assertGreater(closedAt, 0.9)
         self.assertLess(closedAt, 2.0)
         self.assertIn("idle-timeout", server.closeReasons())
-
-    def test_lineDripClosed(self) -> None:
-        """One byte every 0.2s that never makes a line: closed by a 1s idle timeout."""
-        server = startLimitedServer(self, "--framing", "line", "--idle-timeout", "1")
-        with connect(server.port) as c:
-            started = time.monotonic()
-            with self.assertRaises(OSError):
-                while time.monotonic() - started < 5:
-                    c.sendall(b"z")
-                    time.sleep(0.2)
-            self.assertLess(time.monotonic() - started, 3.0)
-        server.waitForLog(r"closed \(idle-timeout\)")
 
 
 class MaxLineLengthEndToEndTests(SynchronousTestCase):
