@@ -34,7 +34,15 @@ from tcpproto.echo import LINE, EchoFactory
 from tcpproto.limits import MAX_PER_PEER, NOT_ALLOWED
 from tcpproto.logs import JSON_LOG_ENV, jsonLogger
 from tcpproto.udp import DatagramServer
-from tests.support import LOCAL_TCP, LOOPBACK, LogCapture, ServerProcess, executable, processEnv
+from tests.support import (
+    LOCAL_TCP,
+    LOOPBACK,
+    LogCapture,
+    ServerProcess,
+    executable,
+    processEnv,
+    shortTempDir,
+)
 from tests.test_metrics import connectEcho
 from tests.test_udp import udpClient
 
@@ -214,7 +222,8 @@ class JSONLoggerTests(SynchronousTestCase):
 
     def test_file(self) -> None:
         """With the variable, the file it names, readable by eventsFromJSONLogFile."""
-        path = self.mktemp()
+        # Not self.mktemp(): under pytest it would write into the checkout.
+        path = os.path.join(shortTempDir(self), "log.json")
         with mock.patch.dict(os.environ, {JSON_LOG_ENV: path}):
             observer = jsonLogger()
         observer(self.event())
