@@ -25,4 +25,4 @@ nitpicky = False
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 html_theme = "furo"
 html_title = "tcpproto"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "examples", "traces"]
