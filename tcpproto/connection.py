@@ -314,7 +314,9 @@ class ServerFactory(_TwistedServerFactory):
     :param noDelay: set ``TCP_NODELAY`` on accepted TCP connections.
     """
 
-    log = Logger(namespace="tcpproto")
+    #: As a class attribute, the Logger names events after the concrete class
+    #: (``tcpproto.echo.EchoFactory``) and carries the factory as their source.
+    log = Logger()
     protocol: type[ServerConnection]  # type: ignore[assignment]
     #: The name of what the server does, in logs and metrics.
     mode: ClassVar[str] = "server"

@@ -113,7 +113,9 @@ class DatagramServer(DatagramProtocol):
     :param clock: the time source for log rate limiting (tests).
     """
 
-    log = Logger(namespace="tcpproto")
+    #: As a class attribute, the Logger names events after the concrete class
+    #: (``tcpproto.echo.EchoFactory``) and carries the factory as their source.
+    log = Logger()
     #: No "Starting protocol" line: the service logs where it listens.
     noisy = False
     transport: IUDPTransport | None
