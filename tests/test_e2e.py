@@ -8,10 +8,15 @@ work here), so they are synchronous test cases.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import select
 import signal
 import socket
+import subprocess
 import sys
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,6 +24,7 @@ from tests.support import (
     LOCAL_TCP,
     LOOPBACK,
     ProcessResult,
+    clientCommand,
     parseListening,
     processEnv,
     runClientSync,
@@ -185,6 +191,22 @@ class ClientErrorTests(SynchronousTestCase):
         result = runClientSync("no-such-host.invalid", "7788", stdin=b"x", timeout=30)
         self.assertOneLine(result, 1, "no-such-host.invalid", "7788", "unknown host")
 
+    def test_timeout(self) -> None:
+        """A server whose accept queue is full never answers the SYN."""
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind((LOOPBACK, 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):  # fill the queue; these are never accepted
+            filler = socket.socket()
+            self.addCleanup(filler.close)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((LOOPBACK, port))
+        result = runClientSync("--timeout", "0.5", LOOPBACK, str(port), stdin=b"x", timeout=20)
+        self.assertOneLine(result, 1, LOOPBACK, str(port), "timed out")
+
     def test_badPort(self) -> None:
         self.assertOneLine(runClientSync(LOOPBACK, "http"), 2, "http")
 
@@ -194,6 +216,76 @@ class ClientErrorTests(SynchronousTestCase):
     def test_badEndpointString(self) -> None:
         result = runClientSync("--connect", "nonsense:1", stdin=b"x")
         self.assertOneLine(result, 2, "nonsense:1")
+
+
+def readUntil(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:
+    """Read ``fd`` until ``needle`` shows up (or fail after ``timeout`` seconds)."""
+    data = b""
+    end = time.monotonic() + timeout
+    while needle not in data:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{needle!r} not in {data!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(f"EOF before {needle!r}: {data!r}")
+            data += chunk
+    return data
+
+
+def stopProcess(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+class InteractiveClientTests(SynchronousTestCase):
+    """On a terminal the client asks for host and port, like the tutorial's."""
+
+    def test_promptsAndReportsServerClose(self) -> None:
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1)
+        listener.settimeout(SOCKET_TIMEOUT)
+        port = listener.getsockname()[1]
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        client = subprocess.Popen(
+            clientCommand(),
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=processEnv(),
+        )
+        os.close(slave)
+        self.addCleanup(stopProcess, client)
+        assert client.stdout is not None
+        assert client.stderr is not None
+        self.addCleanup(client.stdout.close)
+        self.addCleanup(client.stderr.close)
+        errFd = client.stderr.fileno()
+        self.assertIn(b"host [127.0.0.1]", readUntil(errFd, b": "))
+        os.write(master, b"\n")  # the default host
+        self.assertIn(b"port [7788]", readUntil(errFd, b": "))
+        os.write(master, b"%d\n" % port)
+        # The tutorial's server: accept, recv, send thanks, close.
+        conn, _ = listener.accept()
+        conn.settimeout(SOCKET_TIMEOUT)
+        os.write(master, b"hello\n")
+        self.assertEqual(conn.recv(1024), b"hello\n")
+        conn.send(b"thank you!")
+        conn.close()
+        # The server closed first: the client says so and exits 0.
+        self.assertEqual(client.wait(SOCKET_TIMEOUT), 0)
+        self.assertEqual(client.stdout.read(), b"thank you!")
+        rest = client.stderr.read().decode()
+        self.assertEqual(
+            rest.splitlines(), [f"tcpecho-client: 127.0.0.1 port {port} closed the connection"]
+        )
 
 
 class ListeningLogTests(SynchronousTestCase):
