@@ -35,6 +35,7 @@ from twisted.internet.interfaces import (
     IProducer,
     IPushProducer,
     IReactorCore,
+    ISSLTransport,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol, connectionDone
@@ -97,7 +98,13 @@ class ClientProtocol(Protocol):
         self.halfClosed = True
         transport = self.transport
         assert transport is not None
-        loseWrite = getattr(transport, "loseWriteConnection", None)
+        # TLS has no half-close, and a TLS wrapper forwards unknown attributes
+        # to the TCP transport below it, whose FIN would cut TLS short.
+        loseWrite = (
+            None
+            if ISSLTransport.providedBy(transport)
+            else getattr(transport, "loseWriteConnection", None)
+        )
         if loseWrite is None:
             transport.loseConnection()
         else:

@@ -30,6 +30,8 @@ timeout, and the per-listener counters in :class:`~tcpproto.stats.ListenerStats`
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from functools import partial
 from typing import ClassVar, cast
 
 from twisted.internet import error, tcp
@@ -46,6 +48,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.protocol import ServerFactory as _TwistedServerFactory
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -146,6 +149,7 @@ class ServerConnection(Protocol):
     _ip: IPAddress | None = None
     _sock: socket.socket | None = None
     _reader: IPushProducer | None = None
+    _tlsWrite: Callable[[bytes], None] | None = None
     _idleCall: IDelayedCall | None = None
     _idleMark: int = -1
     _idleStrikes: int = 0
@@ -163,6 +167,12 @@ class ServerConnection(Protocol):
             transport.setTcpNoDelay(True)
         if factory.writeThrough:
             self._sock = _writeThroughSocket(transport)
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            # Twisted's TLS transport holds small writes until the next
+            # reactor turn, and loses them when the peer's close_notify came
+            # in the same read as the data they answer (it shuts TLS down at
+            # once): encrypt and hand our answers to TCP now instead.
+            self._tlsWrite = partial(TLSMemoryBIOProtocol.write, transport)
         self._reader = _readingSide(transport)
         cast(IConsumer, transport).registerProducer(self, True)
         self._producing = True
@@ -195,6 +205,9 @@ class ServerConnection(Protocol):
                 if sent == len(data):
                     return
                 data = data[sent:]
+        if self._tlsWrite is not None:
+            self._tlsWrite(data)
+            return
         assert self.transport is not None
         self.transport.write(data)
 

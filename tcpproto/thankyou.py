@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 
 from tcpproto.connection import (
@@ -88,8 +89,14 @@ class ThankYouProtocol(ServerConnection):
             self._reader.resumeProducing()
         transport = self.transport
         assert transport is not None
-        loseWrite = getattr(transport, "loseWriteConnection", None)
-        if loseWrite is None:  # TLS has no half-close
+        # TLS has no half-close, and a TLS wrapper forwards unknown attributes
+        # to the TCP transport below it, whose FIN would cut TLS short.
+        loseWrite = (
+            None
+            if ISSLTransport.providedBy(transport)
+            else getattr(transport, "loseWriteConnection", None)
+        )
+        if loseWrite is None:
             transport.loseConnection()
         else:
             loseWrite()
