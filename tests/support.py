@@ -827,3 +827,74 @@ class MemoryPipe:
             src._lost(ConnectionDone("closed"))
             return True
         return False
+
+
+# -- TLS ----------------------------------------------------------------------
+
+
+@dataclass
+class TLSFiles:
+    """A self-signed certificate for ``localhost`` / 127.0.0.1, on disk."""
+
+    keyPath: str
+    certPath: str
+    #: A directory holding only the certificate, for ``trustRoots=``.
+    caDir: str
+
+    def serverDescription(self, port: int = 0) -> str:
+        """An ``ssl:`` server endpoint string on loopback with this certificate."""
+        return f"ssl:{port}:interface={LOOPBACK}:privateKey={self.keyPath}:certKey={self.certPath}"
+
+    def clientDescription(self, port: int) -> str:
+        """A ``tls:`` client endpoint string that trusts only this certificate."""
+        return f"tls:localhost:{port}:trustRoots={self.caDir}"
+
+
+def makeTLSFiles(testCase: SynchronousTestCase) -> TLSFiles:
+    """A new self-signed certificate and key in a temporary directory."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = shortTempDir(testCase)
+    caDir = os.path.join(directory, "ca")
+    os.mkdir(caDir)
+    keyPath = os.path.join(directory, "key.pem")
+    certPath = os.path.join(directory, "cert.pem")
+    with open(keyPath, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    for path in (certPath, os.path.join(caDir, "cert.pem")):
+        with open(path, "wb") as f:
+            f.write(pem)
+    return TLSFiles(keyPath, certPath, caDir)

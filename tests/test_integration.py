@@ -30,6 +30,7 @@ from tcpproto.connection import ServerFactory
 from tests.support import (
     LOOPBACK,
     listenLocal,
+    makeTLSFiles,
     portNumber,
     runClient,
     shortTempDir,
@@ -355,5 +356,53 @@ class UnixSocketTests(TestCaseBase):
 
             self.assertEqual(await deferToThread(client), b"thank you!")
             await self.allClosed(factory)
+
+        return Deferred.fromCoroutine(go())
+
+
+class TLSTests(TestCaseBase):
+    """
+    Any endpoint works: ``ssl:``.  TLS has no half-close, so the client
+    closes its TLS session (close_notify) and the server's answer must still
+    arrive before the server's own close_notify.
+    """
+
+    async def tlsRoundTrip(self, factory: ServerFactory, data: bytes) -> bytes:
+        tls = makeTLSFiles(self)
+        port = await listenLocal(self, factory, tls.serverDescription())
+        endpoint = clientFromString(reactor, tls.clientDescription(portNumber(port)))
+        answer = await exchange(endpoint, data)
+        await self.allClosed(factory)
+        return answer
+
+    def test_echo(self) -> Deferred[None]:
+        async def go() -> None:
+            answer = await self.tlsRoundTrip(EchoFactory(), b"hello over TLS")
+            self.assertEqual(answer, b"hello over TLS")
+
+        return Deferred.fromCoroutine(go())
+
+    def test_echoLarge(self) -> Deferred[None]:
+        data = os.urandom(2_000_000)
+
+        async def go() -> None:
+            answer = await self.tlsRoundTrip(EchoFactory(), data)
+            self.assertEqual(len(answer), len(data))
+            self.assertTrue(answer == data)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_thankYouOnce(self) -> Deferred[None]:
+        async def go() -> None:
+            answer = await self.tlsRoundTrip(ThankYouFactory(once=True), b"hi")
+            self.assertEqual(answer, b"thank you!")
+
+        return Deferred.fromCoroutine(go())
+
+    def test_thankYouLines(self) -> Deferred[None]:
+        async def go() -> None:
+            factory = ThankYouFactory(framing="line")
+            answer = await self.tlsRoundTrip(factory, b"a\nb\r\n")
+            self.assertEqual(answer, b"thank you!\nthank you!\r\n")
 
         return Deferred.fromCoroutine(go())
