@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.service import IService
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+from tcpproto import haproxy
 from tcpproto.connection import DEFAULT_IDLE_TIMEOUT, ServerFactory
 from tcpproto.echo import FRAMINGS, LINE, RAW, EchoFactory
 from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH
 from tcpproto.limits import ConnectionLimits, parseNetwork
+from tcpproto.reuseport import ReusePortReactor
 from tcpproto.service import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     ListenerService,
@@ -29,6 +30,7 @@ from tcpproto.service import (
     raiseFileLimit,
 )
 from tcpproto.thankyou import DEFAULT_REPLY, ThankYouFactory
+from tcpproto.tls import TLSListeningReactor, loadCertificates
 from tcpproto.udp import DatagramServer, DatagramService, parseUDPAddress
 
 DEFAULT_LISTEN = "tcp:7788"
@@ -76,6 +78,13 @@ class Options(usage.Options):
 
     optFlags = [
         ["once", None, "thankyou mode: reply to the first message only, then close."],
+        [
+            "reuseport",
+            None,
+            "TCP and TLS listeners set SO_REUSEPORT, so that several twistd tcpecho "
+            "processes can listen on one port and the kernel spreads connections "
+            "across them (one process per core).",
+        ],
     ]
 
     optParameters = [
@@ -126,6 +135,20 @@ class Options(usage.Options):
             "On SIGTERM/SIGINT, let open connections finish for this many seconds, "
             "then abort them.",
             _nonNegativeFloat("shutdown-timeout"),
+        ],
+        [
+            "prefix",
+            None,
+            None,
+            "echo mode, line framing: send each line back as 'PREFIX line', so that a "
+            "client behind a load balancer sees which instance answered.",
+        ],
+        [
+            "client-ca",
+            None,
+            None,
+            "ssl: listeners accept only clients presenting a certificate signed by a CA "
+            "in this PEM file (mutual TLS); others are refused in the handshake.",
         ],
     ]
 
@@ -190,6 +213,18 @@ class Options(usage.Options):
             raise usage.UsageError("--once and --reply belong to --mode thankyou")
         if not self["reply"]:
             raise usage.UsageError("--reply must not be empty")
+        if self["prefix"] is not None:
+            if self["mode"] != "echo" or self["framing"] != LINE:
+                raise usage.UsageError("--prefix needs --mode echo with --framing line")
+            if not self["prefix"]:
+                raise usage.UsageError("--prefix must not be empty")
+        if self["client-ca"] is not None:
+            if not any(_isTLS(d) for d in self["listen"]):
+                raise usage.UsageError("--client-ca needs an ssl: --listen")
+            try:
+                loadCertificates(self["client-ca"])
+            except ValueError as e:
+                raise usage.UsageError(f"--client-ca: {e}") from None
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -219,7 +254,10 @@ def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") 
             once=bool(options["once"]),
             **common,
         )
-    return EchoFactory(framing=options["framing"], **common)
+    prefix = options["prefix"]
+    return EchoFactory(
+        framing=options["framing"], prefix=prefix.encode("utf-8") if prefix else b"", **common
+    )
 
 
 def makeService(options: Options) -> IService:
@@ -241,9 +279,17 @@ def makeService(options: Options) -> IService:
         allow=options["allow"],
     )
     server = ServerService(limits, shutdownTimeout=options["shutdown-timeout"], handleSignals=True)
+    # Endpoints listen through this stand-in for the reactor: with
+    # --reuseport, TCP ports share; ssl: listeners connect the protocol after
+    # the handshake (refusals logged) and check client certificates.
+    listenReactor = TLSListeningReactor(
+        ReusePortReactor(reactor) if options["reuseport"] else reactor,
+        clientCA=options["client-ca"],
+    )
     for description in options["listen"]:
         try:
-            endpoint = serverFromString(reactor, description)
+            # haproxy: gets tcpproto's half-close-aware PROXY protocol wrapper.
+            endpoint = haproxy.serverFromString(listenReactor, description)
         except Exception as e:  # endpoint parsers raise many kinds of error
             raise SystemExit(
                 f"twistd tcpecho: error: bad --listen {description!r}: {_oneLine(e)}"
@@ -284,6 +330,14 @@ def makeService(options: Options) -> IService:
             fit=max(soft - 64, 0),
         )
     return server
+
+
+def _isTLS(description: str) -> bool:
+    """Whether a --listen description is an ssl: one (perhaps behind haproxy: or reuseport:)."""
+    kind, _, rest = description.partition(":")
+    while kind in ("haproxy", "reuseport"):
+        kind, _, rest = rest.partition(":")
+    return kind == "ssl"
 
 
 def _oneLine(e: BaseException) -> str:

@@ -1,0 +1,362 @@
+"""
+The PROXY protocol (v1 and v2), done so that an echo behind HAProxy loses nothing.
+
+A load balancer such as HAProxy connects to the server itself, so the server
+sees the balancer's address, not the client's.  With ``send-proxy`` or
+``send-proxy-v2`` the balancer first sends a PROXY header naming the real
+client.  Twisted reads it in its ``haproxy:`` endpoint, but that wrapper
+(a :class:`~twisted.protocols.policies.ProtocolWrapper`) has two faults for
+us: it calls the application's ``connectionMade`` before the header is read,
+so the connection is admitted and logged under the balancer's address; and
+it is not half-close aware, so when the client half-closes (the balancer
+passes its FIN on) the bytes still to be echoed are dropped.
+
+:class:`ProxyProtocolWrapper` reads the header first, then builds the
+application's protocol for the real client and hands it the connection:
+
+- the application's factory sees the client's address in ``buildProtocol``,
+  so access lists and per-peer limits apply to clients, not to the balancer;
+  a LOCAL (v2) or UNKNOWN (v1) header, such as a balancer's health check,
+  stands for the balancer itself;
+- ``getPeer`` and ``getHost`` answer with the header's addresses from the
+  start, so every log line names the client;
+- a FIN from the balancer reaches the protocol as ``readConnectionLost``
+  (half-close), as it would without the balancer;
+- after the header, bytes go straight to the application's protocol, with no
+  call in between.
+
+Whoever can connect to such a listener can claim any client address, so it
+must be reachable by the balancer only (bind it to loopback or a private
+interface, or firewall it).  A connection that sends no complete header within
+:data:`HEADER_TIMEOUT` seconds, or a malformed one, is closed and logged as
+refused; one closed before sending anything (a balancer's TCP health check) is
+closed silently.
+
+Use :func:`serverFromString` in place of Twisted's to get this wrapper for
+``haproxy:`` descriptions, or wrap any endpoint with :class:`ProxyServerEndpoint`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, cast
+
+from twisted.internet import endpoints
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
+    ITransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+
+# The header parsers are Twisted's own (tested against HAProxy's
+# specification); only the wrapper around them is replaced.
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+from twisted.protocols.haproxy._v1parser import V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, implementer, providedBy
+
+from tcpproto.connection import ServerFactory, formatAddress
+
+#: The endpoint string prefix handled by :func:`serverFromString`.
+PREFIX = "haproxy:"
+
+#: Seconds a connection may take to send its whole PROXY header.
+HEADER_TIMEOUT = 10.0
+
+#: Refusal reasons logged (and counted per listener) by the wrapper.
+BAD_PROXY_HEADER = "bad-proxy-header"
+PROXY_HEADER_TIMEOUT = "proxy-header-timeout"
+
+_V1_SIGNATURE = b"PROXY "
+_V2_SIGNATURE = V2Parser.PREFIX
+_V2_FIXED_PART = 16
+
+
+def logEarlyRefusal(factory: IProtocolFactory, address: IAddress, reason: str) -> None:
+    """
+    Count and log a connection refused before the application's protocol existed.
+
+    For wrappers (PROXY header, TLS handshake) that turn a connection away
+    themselves: a :class:`~tcpproto.connection.ServerFactory` counts it in
+    its listener's statistics and logs it as its own refusals are logged.
+    """
+    if isinstance(factory, ServerFactory):
+        factory.stats.refused[reason] += 1
+        factory._logRefusal(address, reason)
+    else:
+        ServerFactory.log.warn(
+            "refused {peer}: {reason}",
+            event="refused",
+            peer=formatAddress(address),
+            reason=reason,
+        )
+
+
+def _validSource(address: IAddress | None) -> bool:
+    """Whether a header's source address is one we can admit and log."""
+    if address is None or not isinstance(address, (IPv4Address, IPv6Address)):
+        return True
+    try:
+        ipaddress.ip_address(address.host)
+    except ValueError:
+        return False
+    return 0 <= address.port <= 65535
+
+
+class _ProxiedTransport:
+    """
+    The application's view of a proxied connection: the real transport, with
+    the PROXY header's addresses.
+    """
+
+    def __init__(self, transport: ITransport, peer: IAddress, host: IAddress) -> None:
+        self._transport = transport
+        self._peer = peer
+        self._host = host
+        directlyProvides(self, providedBy(transport))
+        # The data path calls these directly, not through __getattr__.
+        self.write = transport.write
+        self.writeSequence = transport.writeSequence
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def getPeer(self) -> IAddress:
+        return self._peer
+
+    def getHost(self) -> IAddress:
+        return self._host
+
+    def loseWriteConnection(self) -> None:
+        # Defined on the class so that code asking "can this transport
+        # half-close?" of the type gets the underlying transport's answer.
+        loseWrite = getattr(type(self._transport), "loseWriteConnection", None)
+        if loseWrite is None:
+            self._transport.loseConnection()
+        else:
+            loseWrite(self._transport)
+
+
+@implementer(IHalfCloseableProtocol)
+class ProxyProtocolWrapper(Protocol):
+    """
+    Reads a connection's PROXY header, then connects the application's protocol.
+
+    See the module documentation.
+    """
+
+    factory: ProxyWrappingFactory
+
+    #: The application's protocol, once the header has been read.
+    wrapped: IProtocol | None = None
+
+    def __init__(self, factory: ProxyWrappingFactory) -> None:
+        self.factory = factory
+        self._buffer = b""
+        self._parser: V1Parser | V2Parser | None = None
+        self._timer: IDelayedCall | None = None
+        self._halfCloseable: IHalfCloseableProtocol | None = None
+        self._done = False
+
+    def connectionMade(self) -> None:
+        self._timer = self.factory.clock.callLater(self.factory.headerTimeout, self._timedOut)
+
+    def dataReceived(self, data: bytes) -> None:
+        # Only until the header is read: then the application's protocol's
+        # dataReceived replaces this method on the instance.
+        if self._done:
+            return
+        try:
+            info = self._feed(data)
+        except (InvalidProxyHeader, ValueError):
+            self._refuse(BAD_PROXY_HEADER)
+            return
+        if info is not None:
+            self._connectWrapped(*info)
+
+    def _feed(self, data: bytes) -> tuple[IAddress | None, IAddress | None, bytes] | None:
+        """Parse what we have; the header's addresses and what followed, once complete."""
+        parser = self._parser
+        if parser is None:
+            buf = self._buffer + data
+            n = min(len(buf), len(_V2_SIGNATURE))
+            if buf[:n] == _V2_SIGNATURE[:n]:
+                if len(buf) < _V2_FIXED_PART:
+                    self._buffer = buf
+                    return None
+                parser = V2Parser()
+            else:
+                n = min(len(buf), len(_V1_SIGNATURE))
+                if buf[:n] != _V1_SIGNATURE[:n]:
+                    raise InvalidProxyHeader()
+                if n < len(_V1_SIGNATURE):
+                    self._buffer = buf
+                    return None
+                parser = V1Parser()
+            self._parser = parser
+            self._buffer = b""
+            data = buf
+        info, rest = parser.feed(data)
+        if info is None:
+            return None
+        if not (_validSource(info.source) and _validSource(info.destination)):
+            raise InvalidProxyHeader()
+        return info.source, info.destination, rest or b""
+
+    def _connectWrapped(
+        self, source: IAddress | None, destination: IAddress | None, rest: bytes
+    ) -> None:
+        self._done = True
+        self._cancelTimer()
+        transport = self.transport
+        assert transport is not None
+        peer = source if source is not None else transport.getPeer()
+        host = destination if destination is not None else transport.getHost()
+        wrapped = self.factory.wrappedFactory.buildProtocol(peer)
+        if wrapped is None:
+            # Refused by the application's factory, which logged why.
+            transport.loseConnection()
+            return
+        self.wrapped = wrapped
+        self._halfCloseable = IHalfCloseableProtocol(wrapped, None)
+        # From now on the transport delivers straight to the application.
+        self.dataReceived = wrapped.dataReceived  # type: ignore[method-assign]
+        wrapped.makeConnection(cast(ITransport, _ProxiedTransport(transport, peer, host)))
+        if rest:
+            wrapped.dataReceived(rest)
+
+    def _refuse(self, reason: str) -> None:
+        self._done = True
+        self._cancelTimer()
+        transport = self.transport
+        assert transport is not None
+        logEarlyRefusal(self.factory.wrappedFactory, transport.getPeer(), reason)
+        # The peer is not following the protocol: drop it without a
+        # graceful close, as Twisted's wrapper does.
+        cast(Any, transport).abortConnection()
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        if not self._done:
+            self._refuse(PROXY_HEADER_TIMEOUT)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    # -- IHalfCloseableProtocol -----------------------------------------
+
+    def readConnectionLost(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self._halfCloseable is not None:
+            self._halfCloseable.readConnectionLost()
+            return
+        if self.wrapped is None and not self._done:
+            self._done = True
+            self._cancelTimer()
+            if self._buffer or self._parser is not None:
+                # A partial header, then FIN.
+                logEarlyRefusal(self.factory.wrappedFactory, transport.getPeer(), BAD_PROXY_HEADER)
+        transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        if self._halfCloseable is not None:
+            self._halfCloseable.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelTimer()
+        self._done = True
+        if self.wrapped is not None:
+            self.wrapped.connectionLost(reason)
+
+
+class ProxyWrappingFactory(Factory):
+    """
+    Wraps a factory's connections in :class:`ProxyProtocolWrapper`.
+
+    :param headerTimeout: seconds a connection may take to send its header.
+    :param clock: the time source (the global reactor by default).
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        wrappedFactory: IProtocolFactory,
+        headerTimeout: float = HEADER_TIMEOUT,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.wrappedFactory = wrappedFactory
+        self.headerTimeout = headerTimeout
+        self.clock = clock
+
+    def logPrefix(self) -> str:
+        inner = getattr(self.wrappedFactory, "logPrefix", None)
+        name = inner() if callable(inner) else type(self.wrappedFactory).__name__
+        return f"{name} (PROXY)"
+
+    def doStart(self) -> None:
+        self.wrappedFactory.doStart()
+        super().doStart()  # type: ignore[no-untyped-call]
+
+    def doStop(self) -> None:
+        self.wrappedFactory.doStop()
+        super().doStop()  # type: ignore[no-untyped-call]
+
+    def buildProtocol(self, addr: IAddress) -> ProxyProtocolWrapper:  # type: ignore[override]
+        # Admission waits for the header: the application's factory is asked
+        # about the real client then.
+        return ProxyProtocolWrapper(self)
+
+
+@implementer(IStreamServerEndpoint)
+class ProxyServerEndpoint:
+    """
+    An endpoint whose connections start with a PROXY header (v1 or v2).
+
+    :param wrapped: where to listen, e.g. a ``tcp:`` endpoint.
+    """
+
+    def __init__(
+        self,
+        wrapped: IStreamServerEndpoint,
+        headerTimeout: float = HEADER_TIMEOUT,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.wrapped = wrapped
+        self.headerTimeout = headerTimeout
+        self.clock = clock
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        return self.wrapped.listen(
+            ProxyWrappingFactory(protocolFactory, self.headerTimeout, self.clock)
+        )
+
+
+def serverFromString(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """
+    Twisted's :func:`~twisted.internet.endpoints.serverFromString`, except
+    that ``haproxy:DESCRIPTION`` gets :class:`ProxyServerEndpoint` around
+    ``DESCRIPTION``'s endpoint instead of Twisted's wrapper.
+    """
+    if description.startswith(PREFIX):
+        inner = serverFromString(reactor, description[len(PREFIX) :])
+        return ProxyServerEndpoint(inner, clock=cast(IReactorTime, reactor))
+    return cast(IStreamServerEndpoint, endpoints.serverFromString(reactor, description))

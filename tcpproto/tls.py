@@ -1,0 +1,451 @@
+"""
+TLS for the server and the client: handshakes logged, client certificates, CA files.
+
+Server side, :class:`TLSListeningReactor` changes what ``ssl:`` listeners do:
+
+- the application's protocol is connected once the TLS handshake is done, not
+  when TCP connects, so a client that fails the handshake is logged (and
+  counted) as *refused*, with a reason, instead of as a connection that was
+  open for a moment; a handshake must finish within
+  :data:`HANDSHAKE_TIMEOUT` seconds;
+- with a client CA file, only clients presenting a certificate signed by one
+  of its CAs get through the handshake (mutual TLS); others are refused in
+  the handshake.
+
+Client side, :func:`clientEndpoint` builds a ``tls:HOST:PORT`` endpoint whose
+trust roots come from a PEM file (Twisted's ``trustRoots=`` wants a
+directory).
+
+Half-close: TLS signals the end of a direction with a ``close_notify`` alert,
+and Twisted's TLS transport treats one as the end of the whole connection.
+What this means for an echo:
+
+- a client that has sent everything calls ``loseConnection``: Twisted sends
+  ``close_notify`` and keeps reading until the server's own ``close_notify``;
+- the server has already sent back everything it received before the
+  client's ``close_notify`` (it answers as data arrives), and Twisted flushes
+  that before answering with its ``close_notify``; so the client gets every
+  byte back;
+- but the server's protocol is not told "no more input" and cannot send
+  anything after it: in line framing an unterminated last line is not echoed
+  over TLS (end the input with a newline).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, cast
+
+from OpenSSL import SSL
+from twisted.internet import endpoints
+from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHandshakeListener,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.ssl import (
+    Certificate,
+    KeyPair,
+    PrivateCertificate,
+    optionsForClientTLS,
+    trustRootFromCertificates,
+)
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, implementer, providedBy
+
+from tcpproto.haproxy import logEarlyRefusal
+
+#: Seconds a client may take to complete the TLS handshake.
+HANDSHAKE_TIMEOUT = 10.0
+
+#: Refusal reasons for connections that did not complete the handshake.
+TLS_NO_CERTIFICATE = "tls-no-certificate"
+TLS_BAD_CERTIFICATE = "tls-bad-certificate"
+TLS_HANDSHAKE_FAILED = "tls-handshake-failed"
+TLS_HANDSHAKE_TIMEOUT = "tls-handshake-timeout"
+
+_PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+
+log = Logger(namespace="tcpproto")
+
+
+def loadCertificates(path: str) -> list[Certificate]:
+    """
+    The certificates in a PEM file (a CA bundle holds several).
+
+    :raises ValueError: with a one-line message naming ``path`` when the
+        file cannot be read or holds no certificate.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    certificates = []
+    for block in data.split(_PEM_CERTIFICATE)[1:]:
+        try:
+            certificates.append(Certificate.loadPEM(_PEM_CERTIFICATE + block))
+        except Exception:
+            raise ValueError(f"{path}: not a valid PEM certificate file") from None
+    if not certificates:
+        raise ValueError(f"{path}: no PEM certificate found")
+    return certificates
+
+
+def trustRootFromFile(path: str) -> IOpenSSLTrustRoot:
+    """Trust the CA certificates in the PEM file ``path`` (and only those)."""
+    return cast(IOpenSSLTrustRoot, trustRootFromCertificates(loadCertificates(path)))
+
+
+def failureReason(reason: Failure) -> str:
+    """Why a TLS handshake failed, as one short line (OpenSSL's own words)."""
+    value = reason.value
+    if isinstance(value, SSL.Error) and value.args and isinstance(value.args[0], list):
+        parts = [str(e[-1]) for e in value.args[0] if isinstance(e, tuple) and e]
+        if parts:
+            return "; ".join(parts)
+    lines = reason.getErrorMessage().strip().splitlines()
+    return lines[0] if lines else type(value).__name__
+
+
+def _refusalReason(reason: Failure) -> str | None:
+    """The refusal reason for a handshake that ended with ``reason``, or ``None``
+    when the peer just went away before finishing it."""
+    if not reason.check(SSL.Error):
+        return None
+    text = failureReason(reason).lower()
+    if "did not return a certificate" in text or "certificate required" in text:
+        return TLS_NO_CERTIFICATE
+    if "certificate" in text or "unknown ca" in text:
+        return TLS_BAD_CERTIFICATE
+    return TLS_HANDSHAKE_FAILED
+
+
+class RequireClientCertificate:
+    """
+    A server context factory that also demands a client certificate signed
+    by a CA from ``caFile``: the handshake fails for any other client.
+
+    :param contextFactory: the listener's own context factory (key,
+        certificate, protocol versions), whose context is extended.
+    """
+
+    def __init__(self, contextFactory: Any, caFile: str) -> None:
+        loadCertificates(caFile)  # a clear error now, not at the first handshake
+        self._inner = contextFactory
+        self._caFile = caFile
+        self._context: SSL.Context | None = None
+
+    def getContext(self) -> SSL.Context:
+        if self._context is None:
+            ctx: SSL.Context = self._inner.getContext()
+            ctx.load_verify_locations(self._caFile)
+            # The CAs named to the client in the handshake, so that it can
+            # pick a matching certificate.
+            ctx.load_client_ca(os.fsencode(self._caFile))
+            ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+            self._context = ctx
+        return self._context
+
+
+@implementer(IHandshakeListener)
+class HandshakeGate(Protocol):
+    """
+    Holds the application's protocol back until the TLS handshake is done.
+
+    Sits between Twisted's TLS protocol and the application's protocol; once
+    connected, bytes go straight through (see :meth:`handshakeCompleted`).
+    """
+
+    factory: HandshakeGateFactory
+
+    def __init__(self, factory: HandshakeGateFactory, wrapped: IProtocol | None) -> None:
+        self.factory = factory
+        self.wrapped = wrapped
+        self.established = False
+        self._timer: IDelayedCall | None = None
+        self._timedOut = False
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.wrapped is None:
+            # Refused by the application's factory (which logged why): no
+            # point in a handshake.
+            cast(Any, transport).abortConnection()
+            return
+        self._timer = self.factory.clock.callLater(self.factory.handshakeTimeout, self._timeout)
+
+    def handshakeCompleted(self) -> None:
+        if self.established or self.wrapped is None:
+            return
+        self._cancelTimer()
+        self.established = True
+        wrapped = self.wrapped
+        # From now on TLS delivers the application's bytes to it directly.
+        self.dataReceived = wrapped.dataReceived  # type: ignore[method-assign]
+        assert self.transport is not None
+        wrapped.makeConnection(self.transport)
+        if IHandshakeListener.providedBy(wrapped):
+            cast(IHandshakeListener, wrapped).handshakeCompleted()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Application data before the handshake is done cannot happen with TLS."""
+
+    def _timeout(self) -> None:
+        self._timer = None
+        self._timedOut = True
+        assert self.transport is not None
+        cast(Any, self.transport).abortConnection()
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelTimer()
+        if self.established:
+            assert self.wrapped is not None
+            self.wrapped.connectionLost(reason)
+            return
+        if self.wrapped is None:
+            return
+        why = TLS_HANDSHAKE_TIMEOUT if self._timedOut else _refusalReason(reason)
+        if why is None:
+            return  # closed before finishing the handshake (a port probe): not worth a line
+        transport = self.transport
+        assert transport is not None
+        logEarlyRefusal(self.factory.wrappedFactory, transport.getPeer(), why)
+        log.debug(
+            "TLS handshake with {peer} failed: {detail}",
+            peer=transport.getPeer(),
+            detail=failureReason(reason),
+        )
+
+
+class HandshakeGateFactory(Factory):
+    """Builds a :class:`HandshakeGate` around each of ``wrappedFactory``'s protocols."""
+
+    noisy = False
+
+    def __init__(
+        self,
+        wrappedFactory: IProtocolFactory,
+        handshakeTimeout: float = HANDSHAKE_TIMEOUT,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.wrappedFactory = wrappedFactory
+        self.handshakeTimeout = handshakeTimeout
+        self.clock = clock
+
+    def logPrefix(self) -> str:
+        inner = getattr(self.wrappedFactory, "logPrefix", None)
+        return cast(str, inner()) if callable(inner) else type(self.wrappedFactory).__name__
+
+    def doStart(self) -> None:
+        self.wrappedFactory.doStart()
+        super().doStart()  # type: ignore[no-untyped-call]
+
+    def doStop(self) -> None:
+        self.wrappedFactory.doStop()
+        super().doStop()  # type: ignore[no-untyped-call]
+
+    def buildProtocol(self, addr: IAddress) -> HandshakeGate:  # type: ignore[override]
+        # Admission (access list, limits) before the costly handshake.
+        return HandshakeGate(self, self.wrappedFactory.buildProtocol(addr))
+
+
+class TLSListeningReactor:
+    """
+    The given reactor, except that ``listenSSL`` (which ``ssl:`` endpoints
+    call) connects the application only after the handshake
+    (:class:`HandshakeGate`) and, with ``clientCA``, requires client
+    certificates signed by a CA in that PEM file.
+
+    TLS runs over the wrapped reactor's ``listenTCP``, so this composes with
+    :class:`~tcpproto.reuseport.ReusePortReactor`.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        clientCA: str | None = None,
+        handshakeTimeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self._reactor = reactor
+        self._clientCA = clientCA
+        self._handshakeTimeout = handshakeTimeout
+        directlyProvides(self, providedBy(reactor))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def wrapTLSFactory(
+        self, contextFactory: Any, factory: IProtocolFactory
+    ) -> TLSMemoryBIOFactory:
+        """The factory of the TLS layer that ``listenSSL`` listens with."""
+        if self._clientCA is not None:
+            contextFactory = RequireClientCertificate(contextFactory, self._clientCA)
+        gate = HandshakeGateFactory(factory, self._handshakeTimeout, clock=self._reactor)
+        return TLSMemoryBIOFactory(contextFactory, False, gate)
+
+    def listenSSL(
+        self,
+        port: int,
+        factory: IProtocolFactory,
+        contextFactory: Any,
+        backlog: int = 50,
+        interface: str = "",
+    ) -> IListeningPort:
+        tlsFactory = self.wrapTLSFactory(contextFactory, factory)
+        listening: IListeningPort = self._reactor.listenTCP(port, tlsFactory, backlog, interface)
+        return listening
+
+
+# -- the client ------------------------------------------------------------
+
+
+def splitDescription(description: str) -> tuple[list[str], dict[str, str]]:
+    """
+    Split an endpoint string into positional and keyword arguments, with
+    Twisted's rules (``:`` separates, ``\\`` escapes, the first ``=`` of an
+    argument makes it a keyword).
+    """
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    key: str | None = None
+    current: list[str] = []
+    operators = ":="
+    chars = iter(description)
+    for c in chars:
+        if c == "\\":
+            current.append(next(chars, ""))
+        elif c in operators:
+            text = "".join(current)
+            current = []
+            if c == "=":
+                key = text
+                operators = ":"
+            else:
+                if key is None:
+                    args.append(text)
+                else:
+                    kwargs[key] = text
+                key = None
+                operators = ":="
+        else:
+            current.append(c)
+    text = "".join(current)
+    if key is None:
+        args.append(text)
+    else:
+        kwargs[key] = text
+    return args, kwargs
+
+
+def clientEndpoint(
+    reactor: Any, description: str, caFile: str, timeout: float = 30.0
+) -> IStreamClientEndpoint:
+    """
+    A ``tls:HOST:PORT[:options]`` client endpoint that trusts the CAs in ``caFile``.
+
+    The options are those of Twisted's ``tls:`` endpoint (``timeout``,
+    ``bindAddress``, ``certificate`` and ``privateKey`` for a client
+    certificate, ``endpoint``), except ``trustRoots``, which ``caFile``
+    replaces.
+
+    :raises ValueError: with a one-line message for a description that is
+        not ``tls:``, or a file that cannot be used.
+    """
+    args, kwargs = splitDescription(description)
+    if not args or args[0] != "tls":
+        raise ValueError("a CA file goes with a tls:HOST:PORT endpoint")
+    if len(args) != 3:
+        raise ValueError("expected tls:HOST:PORT[:option=value...]")
+    host, portText = args[1], args[2]
+    try:
+        port = int(portText)
+    except ValueError:
+        raise ValueError(f"not a port number: {portText!r}") from None
+    if "trustRoots" in kwargs:
+        raise ValueError("give a CA file or trustRoots=, not both")
+    timeoutText = kwargs.pop("timeout", None)
+    bindAddress = kwargs.pop("bindAddress", None)
+    certificate = kwargs.pop("certificate", None)
+    privateKey = kwargs.pop("privateKey", None)
+    inner = kwargs.pop("endpoint", None)
+    if kwargs:
+        raise ValueError(f"unknown tls: option(s): {', '.join(sorted(kwargs))}")
+    if timeoutText is not None:
+        try:
+            timeout = float(timeoutText)
+        except ValueError:
+            raise ValueError(f"timeout= takes seconds, not {timeoutText!r}") from None
+    clientCertificate = _clientCertificate(certificate, privateKey)
+    options = optionsForClientTLS(
+        host, trustRoot=trustRootFromFile(caFile), clientCertificate=clientCertificate
+    )
+    wrapped: IStreamClientEndpoint
+    if inner is not None:
+        wrapped = cast(IStreamClientEndpoint, endpoints.clientFromString(reactor, inner))
+    else:
+        wrapped = endpoints.HostnameEndpoint(
+            reactor,
+            host,
+            port,
+            timeout,
+            None if bindAddress is None else (bindAddress, 0),
+        )
+    return endpoints.wrapClientTLS(options, wrapped)
+
+
+def _clientCertificate(certificate: str | None, privateKey: str | None) -> Any:
+    if certificate is None:
+        if privateKey is not None:
+            raise ValueError("privateKey= needs certificate=")
+        return None
+    try:
+        with open(certificate, "rb") as f:
+            certBytes = f.read()
+        if privateKey is None:
+            return PrivateCertificate.loadPEM(certBytes)
+        with open(privateKey, "rb") as f:
+            keyBytes = f.read()
+        return PrivateCertificate.fromCertificateAndKeyPair(
+            Certificate.loadPEM(certBytes), KeyPair.load(keyBytes, 1)
+        )
+    except OSError as e:
+        raise ValueError(f"cannot read {e.filename}: {e.strerror}") from None
+    except Exception:
+        raise ValueError(
+            f"cannot load a client certificate and key from {certificate}"
+            + (f" and {privateKey}" if privateKey else "")
+        ) from None
+
+
+__all__ = [
+    "HANDSHAKE_TIMEOUT",
+    "HandshakeGate",
+    "HandshakeGateFactory",
+    "RequireClientCertificate",
+    "TLSListeningReactor",
+    "clientEndpoint",
+    "loadCertificates",
+    "splitDescription",
+    "trustRootFromFile",
+]
