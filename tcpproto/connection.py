@@ -66,7 +66,11 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 
 # The idle timer wakes this many times per timeout period, so an idle
 # connection is closed after between 1 and 1 + 1/_IDLE_CHECKS periods of
-# silence, while dataReceived does no timer work at all.
+# silence, while dataReceived does no timer work at all.  We do not use
+# twisted.protocols.policies.TimeoutMixin: its resetTimeout() on every chunk
+# reschedules a DelayedCall (measured: +450 ns per chunk, twice the cost of an
+# in-memory echo's dataReceived); nor TimeoutFactory, whose ProtocolWrapper is
+# not half-close aware.
 _IDLE_CHECKS = 4
 
 
