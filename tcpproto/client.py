@@ -150,6 +150,8 @@ class InputProtocol(Protocol):
     def __init__(self, connection: ClientProtocol) -> None:
         self.connection = connection
         self.closed: Deferred[None] = Deferred()
+        #: Whether our output went away before the connection ended.
+        self.outputClosed = False
 
     def connectionMade(self) -> None:
         net = self.connection.transport
@@ -169,9 +171,15 @@ class InputProtocol(Protocol):
             self.connection.halfClose()
 
     def writeConnectionLost(self) -> None:
-        """Our output was closed (a pipe reader went away): stop the connection."""
-        if not self.connection.done.called and self.connection.transport is not None:
-            self.connection.transport.loseConnection()
+        """Our output was closed (a pipe reader went away): drop the connection."""
+        self.outputClosed = True
+        net = self.connection.transport
+        if not self.connection.done.called and net is not None:
+            # Nobody will read the answer.  A clean close would first wait for
+            # our unsent input, which the server does not read while we do not
+            # read its answers: abort instead.
+            abort = getattr(net, "abortConnection", None)
+            (abort or net.loseConnection)()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed.callback(None)
@@ -405,18 +413,23 @@ async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int
         stdio.loseConnection()
         await gate.closed
         return EXIT_CONNECT_FAILED
-    gate.attach(InputProtocol(proto))
+    inputSide = InputProtocol(proto)
+    gate.attach(inputSide)
     status = EXIT_OK
     try:
         await proto.done
     except Exception:
-        stderr.write(f"tcpecho-client: {target.name()}: {_describeFailure(Failure())}\n")
+        if not inputSide.outputClosed:  # else our reader left (| head): be quiet
+            stderr.write(f"tcpecho-client: {target.name()}: {_describeFailure(Failure())}\n")
         status = EXIT_CONNECT_FAILED
     else:
         if proto.serverClosedFirst and interactive:
             stderr.write(f"tcpecho-client: {target.name()} closed the connection\n")
     stdio.loseConnection()
-    await gate.closed
+    if not inputSide.outputClosed:
+        # Wait for our output to be written.  (Without an output, StandardIO
+        # would wait for the end of its input, which may never come.)
+        await gate.closed
     return status
 
 
