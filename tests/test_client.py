@@ -221,9 +221,21 @@ class WiredToEchoTests(SynchronousTestCase):
         self.assertEqual(self.output.value(), b"y" * 200_000)
 
     def test_outputClosedStopsConnection(self) -> None:
-        self.input.writeConnectionLost()
+        """
+        Our output went away while everything was paused (the server not
+        reading because we were not): the connection is dropped, not left
+        waiting for input the server will never read.
+        """
+        reading = cast(IPushProducer, self.output.producer)
+        reading.pauseProducing()  # stdout is full...
+        self.input.dataReceived(b"w" * 500_000)
+        self.pipe.flush()
+        self.assertFalse(self.pipe.closed)
+        self.input.writeConnectionLost()  # ...and now closed
         self.pipe.flush()
         self.assertTrue(self.pipe.closed)
+        self.assertTrue(self.input.outputClosed)
+        self.failureResultOf(self.client.done, ConnectionLost)
 
     def test_closedFiresOnLocalClose(self) -> None:
         self.input.connectionLost(Failure(ConnectionDone()))

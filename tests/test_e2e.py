@@ -90,6 +90,29 @@ class ClientThroughServerTests(SynchronousTestCase):
         result = runClientSync("--connect", f"tcp:{LOOPBACK}:{self.server.port}", stdin=b"x")
         self.assertEqual((result.status, result.out), (0, b"x"), result.err)
 
+    def test_outputClosedEarly(self) -> None:
+        """``tcpecho-client ... | head -c 10``: the client ends quietly, at once."""
+        tmp = shortTempDir(self)
+        inPath = os.path.join(tmp, "in.bin")
+        with open(inPath, "wb") as f:
+            f.write(os.urandom(16 * 1024 * 1024))
+        with open(inPath, "rb") as stdin:
+            client = subprocess.Popen(
+                clientCommand(LOOPBACK, str(self.server.port)),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=processEnv(),
+            )
+        self.addCleanup(stopProcess, client)
+        assert client.stdout is not None
+        assert client.stderr is not None
+        self.addCleanup(client.stderr.close)
+        self.assertEqual(len(client.stdout.read(10)), 10)
+        client.stdout.close()  # the reader goes away, like head does
+        self.assertEqual(client.wait(SOCKET_TIMEOUT), 1)
+        self.assertEqual(client.stderr.read(), b"")
+
     def test_halfClosingSocketClient(self) -> None:
         data = os.urandom(4 * 1024 * 1024)
         answer = halfClosingClient(self.server.port, data)
