@@ -48,6 +48,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorProcess,
     IReactorTime,
+    ISSLTransport,
     ITCPTransport,
 )
 from twisted.internet.protocol import Factory, ProcessProtocol
@@ -576,6 +577,33 @@ class HalfCloseableStringTransport(StringTransport):
 
     def loseWriteConnection(self) -> None:
         self.writeDisconnecting = True
+
+
+@implementer(ISSLTransport)
+class TLSLikeStringTransport(HalfCloseableStringTransport):
+    """
+    Looks like Twisted's TLS wrapper: an ISSLTransport that *seems* to have
+    ``loseWriteConnection`` (the wrapper forwards unknown attributes to the
+    TCP transport below it), which must not be used under TLS.
+    """
+
+    noDelay = False
+    keepAlive = False
+
+    def getPeerCertificate(self) -> None:
+        return None
+
+    def getTcpNoDelay(self) -> bool:
+        return self.noDelay
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = bool(enabled)
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepAlive
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepAlive = bool(enabled)
 
 
 @implementer(ITCPTransport, IConsumer, IPushProducer)

@@ -48,6 +48,7 @@ from tcpproto.client import (
 from tests.support import (
     HalfCloseableStringTransport,
     MemoryPipe,
+    TLSLikeStringTransport,
     clientDescription,
     listenLocal,
 )
@@ -126,6 +127,15 @@ class ClientProtocolTests(SynchronousTestCase):
         proto.makeConnection(transport)
         proto.halfClose()
         self.assertTrue(transport.disconnecting)
+
+    def test_halfCloseUnderTLS(self) -> None:
+        """TLS cannot half-close: close (close_notify), never a TCP FIN under it."""
+        proto = ClientProtocol(Output())
+        transport = TLSLikeStringTransport()
+        proto.makeConnection(transport)
+        proto.halfClose()
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.writeDisconnecting)
 
     def test_serverClosesFirst(self) -> None:
         self.proto.readConnectionLost()

@@ -13,7 +13,7 @@ from tcpproto import ServerConnection, ThankYouFactory, ThankYouProtocol
 from tcpproto.connection import LINE_TOO_LONG, REPLIED_ONCE
 from tcpproto.framing import lineTooLongMessage
 from tcpproto.thankyou import BUSY_MESSAGE, DEFAULT_REPLY
-from tests.support import HalfCloseableStringTransport, LogCapture
+from tests.support import HalfCloseableStringTransport, LogCapture, TLSLikeStringTransport
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 
@@ -100,6 +100,16 @@ class OnceTests(SynchronousTestCase):
         proto.dataReceived(b"hello")
         self.assertEqual(transport.value(), b"thank you!")
         self.assertTrue(transport.disconnecting)
+
+    def test_underTLS(self) -> None:
+        """Under TLS: close (close_notify), never a TCP FIN below TLS."""
+        proto, transport = connect(
+            ThankYouFactory(once=True, clock=Clock()), TLSLikeStringTransport(peerAddress=PEER)
+        )
+        proto.dataReceived(b"hello")
+        assert isinstance(transport, TLSLikeStringTransport)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.writeDisconnecting)
 
     def test_producerUnregistered(self) -> None:
         self.proto.dataReceived(b"hello")
