@@ -1,0 +1,895 @@
+#!/usr/bin/env python3
+"""
+tcpproto's benchmark suite: ``twistd tcpecho`` side by side with its peers.
+
+    python benchmarks/run.py            # the full run (about 10 minutes)
+    python benchmarks/run.py --smoke    # CI: every workload, short, checked (under 2 minutes)
+
+Each server runs pinned to CPU 0; the load generator (``loadgen.c``, built
+with ``cc`` on first use) runs on CPU 1.  Servers are interleaved over
+``--reps`` repetitions and medians are reported with each figure's ratio to
+the first server (the C epoll server: the practical one-core limit).
+
+Workloads, all on 127.0.0.1 and bounded in count and time:
+
+- ``speed``: ping-pong 1 x 64 B and 100 x 1 KiB (every echoed byte is
+  compared with what was sent), one byte-verified stream that ends with a
+  half-close (a server that loses the tail scores 0), one client that sends
+  and never reads (the server's RSS growth), and the server's CPU time per
+  100 x 1 KiB message (steadier than throughput on a shared machine).
+- ``memory``: many slow readers at once (RSS growth per connection) and many
+  idle connections (RSS per connection; every one must echo a byte).
+- ``client``: ``cat FILE | tcpecho-client`` against ``twistd tcpecho``,
+  compared with ``nc -N`` for the same transfer; the output is verified.
+- ``scaling``: ``--reuseport`` with 1..N server processes on one port.
+
+The project's server (``tcpecho``) must pass every check, or the exit status
+is 1; a peer that fails one (Twisted's naive example loses the tail of the
+stream) is reported, not fatal.  Results go to ``benchmarks/out/`` (JSON, the
+markdown tables, an SVG chart); ``--chart`` puts the chart elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from chart import render  # noqa: E402
+
+BINDIR = Path(sys.executable).parent
+PROJECT = "tcpecho"
+
+#: Built-in servers: a command with {port}.  {python} is this Python, {bindir}
+#: its scripts directory (the project's own twistd), {peers} benchmarks/peers.
+BUILTIN = {
+    "c_epoll": "{c_epoll} {port}",
+    "uvloop": "{python} {peers}/asyncio_proto.py {port} --uvloop",
+    "asyncio": "{python} {peers}/asyncio_proto.py {port}",
+    "asyncio_streams": "{python} {peers}/asyncio_streams.py {port}",
+    "twisted_naive": "{python} {peers}/twisted_naive.py {port}",
+    PROJECT: "{bindir}/twistd -n --pidfile= tcpecho --listen tcp:{port}:interface=127.0.0.1",
+}
+DEFAULT_SERVERS = ["c_epoll", "uvloop", "twisted_naive", PROJECT]
+#: What a peer needs that may be missing; it is skipped (and said so) then.
+NEEDS = {"uvloop": "uvloop"}
+
+#: The goals of the performance issue (docs/performance.rst explains them).
+SLOW_GROWTH_GOAL_MB = 2.0
+IDLE_GOAL_KIB = 8.0
+
+
+@dataclass
+class Settings:
+    reps: int
+    secs: float
+    slowMB: int
+    slowSecs: float
+    slowConns: int
+    idleConns: int
+    clientMB: int
+    scaling: bool
+    pin: bool
+
+
+FULL = Settings(
+    reps=3,
+    secs=4.0,
+    slowMB=200,
+    slowSecs=6.0,
+    slowConns=1000,
+    idleConns=10000,
+    clientMB=1024,
+    scaling=True,
+    pin=True,
+)
+SMOKE = Settings(
+    reps=1,
+    secs=1.0,
+    slowMB=64,
+    slowSecs=2.0,
+    slowConns=100,
+    idleConns=500,
+    clientMB=32,
+    scaling=True,
+    pin=True,
+)
+
+
+# -- building and process plumbing ------------------------------------------
+
+
+def buildC(source: Path, name: str) -> Path:
+    """Compile ``source`` with ``cc -O2`` into a cache directory, once per content."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    out = Path(tempfile.gettempdir()) / "tcpproto-bench" / f"{name}-{digest}"
+    if not out.exists():
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            raise SystemExit(
+                "run.py: error: a C compiler (cc) is needed to build the load generator"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        subprocess.run([cc, "-O2", "-o", str(tmp), str(source)], check=True)
+        tmp.replace(out)
+    return out
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def waitPort(port: int, secs: float = 20.0) -> bool:
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def rssKiB(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpuSeconds(pid: int) -> float:
+    """User plus system CPU time of ``pid``."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def pinned(cpu: int, argv: list[str], pin: bool) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv] if pin else argv
+
+
+@contextmanager
+def server(cmd: str, pin: bool, port: int | None = None) -> Iterator[tuple[int, int]]:
+    """Run a server command (with {port}) on CPU 0; yield (port, pid); stop it."""
+    port = port or freePort()
+    argv = pinned(0, shlex.split(cmd.format(port=port)), pin)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        if not waitPort(port):
+            raise RuntimeError("did not listen")
+        time.sleep(0.3)  # let the readiness probe's connection close
+        yield port, proc.pid
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+class Loadgen:
+    def __init__(self, path: Path, pin: bool) -> None:
+        self.path = path
+        self.pin = pin
+
+    def __call__(self, *args: object, timeout: float = 60) -> dict[str, Any]:
+        argv = pinned(1, [str(self.path), *map(str, args)], self.pin)
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": "timed out"}
+        lines = out.stdout.strip().splitlines()
+        if not lines:
+            return {"error": (out.stderr.strip() or "no output")[-200:]}
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+
+# -- the workloads ------------------------------------------------------------
+
+
+def speed(cmd: str, s: Settings, loadgen: Loadgen) -> dict[str, Any]:
+    """Ping-pong, stream and one slow reader against one fresh server."""
+    res: dict[str, Any] = {"checks": {}}
+    checks = res["checks"]
+    try:
+        with server(cmd, s.pin) as (port, pid):
+            d = s.secs
+            r = loadgen("pingpong", port, 1, 64, d)
+            res["pp1_msgs"], res["pp1_p99_us"] = r.get("msgs_per_s"), r.get("p99_us")
+            checks["pingpong 1x64B"] = _ppOK(r)
+            cpu0 = cpuSeconds(pid)
+            r = loadgen("pingpong", port, 100, 1024, d)
+            cpu1 = cpuSeconds(pid)
+            res["pp100_msgs"], res["pp100_p99_us"] = r.get("msgs_per_s"), r.get("p99_us")
+            if r.get("msgs"):
+                res["pp100_cpu_us"] = round((cpu1 - cpu0) * 1e6 / r["msgs"], 2)
+            checks["pingpong 100x1KiB"] = _ppOK(r)
+            r = loadgen("stream", port, d)
+            ok = (
+                bool(r.get("received"))
+                and r.get("mismatched") == 0
+                and r.get("sent") == r.get("received")
+            )
+            res["stream_mb_s"] = r.get("mb_per_s") if ok else 0
+            checks["stream verified, tail after half-close"] = (
+                ok,
+                f"sent {r.get('sent')} received {r.get('received')} "
+                f"mismatched {r.get('mismatched')}",
+            )
+            res["rss_mb"] = round(rssKiB(pid) / 1024, 1)
+            grown = slowReader(port, pid, s.slowMB, s.slowSecs)
+            res["slow_growth_mb"] = grown
+            checks[f"one slow reader: RSS growth < {SLOW_GROWTH_GOAL_MB:g} MB"] = (
+                grown < SLOW_GROWTH_GOAL_MB,
+                f"{grown} MB",
+            )
+    except RuntimeError as e:
+        checks["server starts"] = (False, str(e))
+    return res
+
+
+def _ppOK(r: dict[str, Any]) -> tuple[bool, str]:
+    ok = bool(r.get("msgs")) and r.get("errors") == 0 and r.get("mismatched") == 0
+    return ok, f"msgs {r.get('msgs')} errors {r.get('errors')} mismatched {r.get('mismatched')}"
+
+
+def slowReader(port: int, pid: int, mb: int, secs: float) -> float:
+    """Send up to ``mb`` MB without reading; the server's peak RSS growth in MB."""
+    before = peak = rssKiB(pid)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setblocking(False)
+        chunk = b"s" * (1 << 16)
+        sent, end = 0, time.monotonic() + secs
+        while sent < (mb << 20) and time.monotonic() < end:
+            try:
+                sent += s.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.005)
+            peak = max(peak, rssKiB(pid))
+    return round((peak - before) / 1024, 1)
+
+
+def _connectMany(
+    port: int, n: int, bufsize: int = 0, deadline: float = 60.0
+) -> list[socket.socket]:
+    """Open ``n`` connections in batches the accept backlog can take."""
+    socks: list[socket.socket] = []
+    end = time.monotonic() + deadline
+    batch = 50  # Twisted's default listen backlog
+    while len(socks) < n and time.monotonic() < end:
+        new = []
+        for _ in range(min(batch, n - len(socks))):
+            c = socket.socket()
+            if bufsize:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, bufsize)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
+            c.settimeout(10)
+            try:
+                c.connect(("127.0.0.1", port))
+            except OSError:
+                c.close()
+                continue
+            new.append(c)
+        # An echo each proves the batch was accepted before the next one.
+        for c in new:
+            with suppress(OSError):
+                c.sendall(b"!")
+        for c in new:
+            try:
+                if c.recv(1) == b"!":
+                    socks.append(c)
+                    continue
+            except OSError:
+                pass
+            c.close()
+    return socks
+
+
+def raiseFileLimit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+    return soft
+
+
+def idle(cmd: str, s: Settings, n: int) -> dict[str, Any]:
+    """RSS per idle connection with ``n`` open; each must have echoed a byte."""
+    res: dict[str, Any] = {"checks": {}}
+    try:
+        with server(cmd, s.pin) as (port, pid):
+            before = rssKiB(pid)
+            socks = _connectMany(port, n)
+            time.sleep(0.5)
+            after = rssKiB(pid)
+            res["idle_conns"] = len(socks)
+            res["idle_kib"] = round((after - before) / max(len(socks), 1), 2)
+            res["checks"][f"{n} idle connections, each echoes"] = (
+                len(socks) == n,
+                f"{len(socks)} of {n} echoed",
+            )
+            for c in socks:
+                c.close()
+    except RuntimeError as e:
+        res["checks"]["server starts"] = (False, str(e))
+    return res
+
+
+def slowMany(cmd: str, s: Settings, n: int) -> dict[str, Any]:
+    """Peak RSS growth per connection with ``n`` clients that send and never read."""
+    res: dict[str, Any] = {"checks": {}}
+    try:
+        with server(cmd, s.pin) as (port, pid):
+            before = peak = rssKiB(pid)
+            # Small client buffers: the kernel's own buffering is not the
+            # server's, and this keeps the machine's socket memory modest.
+            socks = _connectMany(port, n, bufsize=1 << 16)
+            for c in socks:
+                c.setblocking(False)
+            chunk = b"s" * (1 << 16)
+            cap = 64 << 20
+            sent = [0] * len(socks)
+            active = set(range(len(socks)))
+            end = time.monotonic() + max(s.slowSecs * 3, 10)
+            still = 0
+            while active and time.monotonic() < end and still < 20:
+                moved = 0
+                for i in list(active):
+                    try:
+                        k = socks[i].send(chunk)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        active.discard(i)
+                        continue
+                    sent[i] += k
+                    moved += k
+                    if sent[i] >= cap:
+                        active.discard(i)
+                peak = max(peak, rssKiB(pid))
+                if moved:
+                    still = 0
+                else:
+                    still += 1
+                    time.sleep(0.05)
+            peak = max(peak, rssKiB(pid))
+            res["slowmany_conns"] = len(socks)
+            res["slowmany_kib"] = round((peak - before) / max(len(socks), 1), 1)
+            res["slowmany_sent_mb"] = round(sum(sent) / len(socks) / (1 << 20), 2) if socks else 0
+            limit = SLOW_GROWTH_GOAL_MB * 1024
+            res["checks"][f"{n} slow readers: RSS growth < {SLOW_GROWTH_GOAL_MB:g} MB each"] = (
+                len(socks) == n and res["slowmany_kib"] < limit,
+                f"{res['slowmany_kib']} KiB per connection over {len(socks)}",
+            )
+            for c in socks:
+                c.close()
+    except RuntimeError as e:
+        res["checks"]["server starts"] = (False, str(e))
+    return res
+
+
+_PATTERN = random.Random(862).randbytes(1 << 20)
+
+
+def makeInput(mb: int) -> Path:
+    """A file of ``mb`` MiB of the repeating pseudo-random pattern (cached)."""
+    path = Path(tempfile.gettempdir()) / "tcpproto-bench" / f"input-{mb}m.bin"
+    if not path.exists() or path.stat().st_size != mb << 20:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for _ in range(mb):
+                f.write(_PATTERN)
+        tmp.replace(path)
+    return path
+
+
+def roundTrip(argv: list[str], data: Path, pin: bool, timeout: float) -> dict[str, Any]:
+    """``cat data | argv``; time it and verify every byte that comes back."""
+    size = data.stat().st_size
+    doubled = _PATTERN * 2
+    cat = subprocess.Popen(pinned(1, ["cat", str(data)], pin), stdout=subprocess.PIPE)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        pinned(1, argv, pin), stdin=cat.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert cat.stdout is not None
+    assert proc.stdout is not None
+    cat.stdout.close()
+    got, bad = 0, 0
+    end = start + timeout
+    fd = proc.stdout.fileno()
+    with suppress(OSError):
+        import fcntl
+
+        fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer, larger reads
+    while time.monotonic() < end:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        off = got % len(_PATTERN)
+        n = len(chunk)
+        if chunk != doubled[off : off + n]:
+            bad += 1
+        got += n
+    try:
+        status = proc.wait(max(end - time.monotonic(), 1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = proc.wait()
+    elapsed = time.monotonic() - start
+    cat.wait()
+    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+    return {
+        "mb_per_s": round(got / elapsed / 1e6, 1),
+        "secs": round(elapsed, 2),
+        "bytes": got,
+        "ok": got == size and bad == 0 and status == 0,
+        "detail": f"{got} of {size} bytes, {bad} bad chunks, exit {status}"
+        + (f": {err.splitlines()[-1]}" if err else ""),
+    }
+
+
+def client(cmd: str, s: Settings, reps: int) -> dict[str, Any]:
+    """``cat FILE | tcpecho-client`` vs ``cat FILE | nc -N`` through one echo server."""
+    data = makeInput(s.clientMB)
+    res: dict[str, Any] = {"checks": {}, "mb": s.clientMB}
+    tools: dict[str, list[str]] = {"tcpecho-client": [str(BINDIR / "tcpecho-client")]}
+    nc = shutil.which("nc")
+    if nc and "-N" in subprocess.run([nc, "-h"], capture_output=True, text=True).stderr:
+        tools["nc -N"] = [nc, "-N"]
+    else:
+        res["note"] = "nc -N (OpenBSD netcat) not found: no reference"
+    timeout = max(30.0, s.clientMB / 20)
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+    try:
+        with server(cmd, s.pin) as (port, _pid):
+            for _ in range(reps):
+                for tool, argv in tools.items():
+                    runs[tool].append(
+                        roundTrip([*argv, "127.0.0.1", str(port)], data, s.pin, timeout)
+                    )
+    except RuntimeError as e:
+        res["checks"]["server starts"] = (False, str(e))
+        return res
+    for tool, rs in runs.items():
+        res[tool] = statistics.median(r["mb_per_s"] for r in rs)
+        res["checks"][f"{tool}: {s.clientMB} MiB round trip verified"] = (
+            all(r["ok"] for r in rs),
+            "; ".join(r["detail"] for r in rs),
+        )
+    return res
+
+
+def scaling(s: Settings, loadgen: Loadgen) -> dict[str, Any]:
+    """100 x 1 KiB ping-pong against 1..N ``twistd tcpecho --reuseport`` processes."""
+    help_ = subprocess.run(
+        [str(BINDIR / "twistd"), "tcpecho", "--help"], capture_output=True, text=True
+    ).stdout
+    if "--reuseport" not in help_:
+        return {"note": "twistd tcpecho has no --reuseport: not measured"}
+    ncpu = os.cpu_count() or 1
+    res: dict[str, Any] = {"checks": {}, "curve": {}}
+    cmd = BUILTIN[PROJECT].format(bindir=BINDIR, port="{port}") + " --reuseport"
+    for n in range(1, min(ncpu, 8) + 1):
+        port = freePort()
+        procs = []
+        try:
+            for _ in range(n):
+                procs.append(
+                    subprocess.Popen(
+                        shlex.split(cmd.format(port=port)),
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+            if not waitPort(port):
+                res["checks"][f"{n} processes listen"] = (False, "did not listen")
+                continue
+            time.sleep(1.0 if n > 1 else 0.3)  # every process up, not just the first
+            # Unpinned: servers and the load generator share the machine's cores.
+            r = Loadgen(loadgen.path, pin=False)("pingpong", port, 100, 1024, s.secs)
+            res["curve"][n] = r.get("msgs_per_s")
+            res["checks"][f"scaling, {n} processes: ping-pong complete"] = _ppOK(r)
+        finally:
+            for p in procs:
+                stop(p)
+    return res
+
+
+# -- reporting ----------------------------------------------------------------
+
+SPEED_COLS = [
+    ("pp1_msgs", "ping-pong 1x64B msg/s"),
+    ("pp1_p99_us", "p99 us"),
+    ("pp100_msgs", "ping-pong 100x1KiB msg/s"),
+    ("pp100_p99_us", "p99 us"),
+    ("pp100_cpu_us", "server CPU us/msg"),
+    ("stream_mb_s", "stream MB/s"),
+    ("rss_mb", "RSS MB"),
+    ("slow_growth_mb", "slow-reader RSS growth MB"),
+]
+
+
+def fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:g}" if abs(v) < 1e6 else f"{v:.3g}"
+
+
+def speedTable(medians: dict[str, dict[str, float | None]], names: list[str]) -> list[str]:
+    base = names[0]
+    out = [
+        "| server | " + " | ".join(h for _, h in SPEED_COLS) + " |",
+        "|---" * (len(SPEED_COLS) + 1) + "|",
+    ]
+    for name in names:
+        cells = []
+        for k, _ in SPEED_COLS:
+            v, b = medians[name].get(k), medians[base].get(k)
+            ratio = f" ({v / b:.2f}x)" if v is not None and b and name != base else ""
+            cells.append(fmt(v) + ratio)
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(goal, measured, target, met) for the performance issue's goals."""
+    med = data["medians"]
+    mine = med.get(PROJECT, {})
+    uv = med.get("uvloop", {})
+    c = med.get("c_epoll", {})
+    rows: list[tuple[str, str, str, bool | None]] = []
+
+    def add(
+        goal: str, value: float | None, target: str, met: bool | None, unit: str = "x"
+    ) -> None:
+        shown = "not measured" if value is None else f"{value:g}{unit}"
+        rows.append((goal, shown, target, None if value is None else met))
+
+    r = ratio(mine.get("pp100_msgs"), uv.get("pp100_msgs"))
+    add("100x1KiB ping-pong vs uvloop", r, ">= 1.0x (stretch 1.2x)", r is not None and r >= 1.0)
+    r = ratio(mine.get("pp100_p99_us"), uv.get("pp100_p99_us"))
+    add("100x1KiB p99 latency vs uvloop", r, "<= 1.0x", r is not None and r <= 1.0)
+    r = ratio(mine.get("stream_mb_s"), c.get("stream_mb_s"))
+    add("verified stream vs C epoll", r, ">= 0.95x", r is not None and r >= 0.95)
+    v = mine.get("slow_growth_mb")
+    add(
+        "one slow reader: RSS growth",
+        v,
+        f"< {SLOW_GROWTH_GOAL_MB:g} MB",
+        v is not None and v < 2,
+        " MB",
+    )
+    m = data.get("memory", {}).get(PROJECT, {})
+    v = m.get("slowmany_kib")
+    n = m.get("slowmany_conns")
+    add(
+        f"{n} slow readers: growth per connection",
+        v,
+        "< 2048 KiB",
+        v is not None and v < 2048,
+        " KiB",
+    )
+    v = m.get("idle_kib")
+    n = m.get("idle_conns")
+    add(
+        f"{n} idle connections: RSS per connection",
+        v,
+        f"<= {IDLE_GOAL_KIB:g} KiB",
+        v is not None and v <= IDLE_GOAL_KIB,
+        " KiB",
+    )
+    cl = data.get("client", {})
+    r = ratio(cl.get("tcpecho-client"), cl.get("nc -N"))
+    add(
+        f"{cl.get('mb')} MiB round trip: tcpecho-client vs nc -N",
+        r,
+        ">= 0.8x",
+        r is not None and r >= 0.8,
+    )
+    return rows
+
+
+def report(data: dict[str, Any], names: list[str]) -> list[str]:
+    meta = data["meta"]
+    lines = [
+        f"Run {meta['date']} on {meta['machine']}",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Speed: medians of {meta['reps']} interleaved runs, ratios to {names[0]}",
+        "",
+        *speedTable(data["medians"], names),
+    ]
+    mem = data.get("memory", {})
+    if mem:
+        lines += ["", "Memory (one run each, fresh server)", ""]
+        lines += ["| server | slow readers | growth KiB/conn | idle connections | RSS KiB/conn |"]
+        lines += ["|---|---|---|---|---|"]
+        for name in names:
+            m = mem.get(name)
+            if m:
+                lines.append(
+                    f"| {name} | {m.get('slowmany_conns', '-')} | {fmt(m.get('slowmany_kib'))} "
+                    f"| {m.get('idle_conns', '-')} | {fmt(m.get('idle_kib'))} |"
+                )
+    cl = data.get("client")
+    if cl:
+        lines += ["", f"Client round trip, cat {cl['mb']} MiB through twistd tcpecho", ""]
+        lines += ["| tool | MB/s |", "|---|---|"]
+        for tool in ("tcpecho-client", "nc -N"):
+            if tool in cl:
+                lines.append(f"| {tool} | {fmt(cl[tool])} |")
+        if cl.get("note"):
+            lines.append(f"\n({cl['note']})")
+    sc = data.get("scaling")
+    if sc:
+        lines += ["", "Scaling: twistd tcpecho --reuseport, 100x1KiB ping-pong, unpinned", ""]
+        if sc.get("curve"):
+            one = sc["curve"].get(1) or sc["curve"].get("1")
+            lines += ["| processes | msg/s | vs 1 |", "|---|---|---|"]
+            for n, v in sc["curve"].items():
+                lines.append(f"| {n} | {fmt(v)} | {ratio(v, one)}x |")
+        if sc.get("note"):
+            lines.append(sc["note"])
+    lines += [
+        "",
+        "Goals (performance issue)",
+        "",
+        "| goal | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    for goal, shown, target, met in goals(data):
+        lines.append(
+            f"| {goal} | {shown} | {target} | {'-' if met is None else 'yes' if met else 'NO'} |"
+        )
+    return lines
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    with suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
+        mem = f", {int(f.readline().split()[1]) / 1048576:.0f} GiB"
+    return (
+        f"{model}, {os.cpu_count()} CPUs{mem}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+# -- main ---------------------------------------------------------------------
+
+
+def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="benchmarks/run.py",
+        description="Benchmark twistd tcpecho against its peers (127.0.0.1 only).",
+    )
+    p.add_argument(
+        "extra", nargs="*", metavar="NAME=CMD", help="more servers: a command with {port}"
+    )
+    p.add_argument("--smoke", action="store_true", help="short run of every workload, for CI")
+    p.add_argument("--reps", type=int, help="interleaved repetitions of the speed workloads")
+    p.add_argument(
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help="built-in servers, comma-separated; the first is the reference: "
+        + ", ".join(BUILTIN),
+    )
+    p.add_argument(
+        "--only",
+        default="speed,memory,client,scaling",
+        help="workload groups to run (speed, memory, client, scaling)",
+    )
+    p.add_argument(
+        "--memory-servers", help="servers for the memory workloads (default: all; smoke: tcpecho)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "out",
+        help="directory for results.json, results.md, chart.svg",
+    )
+    p.add_argument(
+        "--chart", type=Path, help="write the SVG chart here too (e.g. docs/_static/benchmark.svg)"
+    )
+    p.add_argument(
+        "--no-pin", action="store_true", help="do not pin server and load generator to CPUs"
+    )
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parseArgs(sys.argv[1:] if argv is None else argv)
+    s = SMOKE if args.smoke else FULL
+    if args.reps:
+        s.reps = args.reps
+    s.pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    only = set(args.only.split(","))
+    raiseFileLimit()
+
+    loadgen = Loadgen(buildC(HERE / "loadgen.c", "loadgen"), s.pin)
+    subst = {
+        "python": sys.executable,
+        "bindir": str(BINDIR),
+        "peers": str(HERE / "peers"),
+        "c_epoll": "",
+    }
+    servers: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for name in [n for n in args.servers.split(",") if n]:
+        if name not in BUILTIN:
+            raise SystemExit(
+                f"run.py: error: unknown server {name!r} (known: {', '.join(BUILTIN)})"
+            )
+        need = NEEDS.get(name)
+        if (
+            need
+            and subprocess.run(
+                [sys.executable, "-c", f"import {need}"], capture_output=True
+            ).returncode
+        ):
+            skipped[name] = f"{need} is not installed (pip install '.[bench]')"
+            continue
+        if name == "c_epoll":
+            subst["c_epoll"] = str(buildC(HERE / "peers" / "c_epoll.c", "c_epoll"))
+        servers[name] = BUILTIN[name].format(port="{port}", **subst)
+    for spec in args.extra:
+        name, eq, cmd = spec.partition("=")
+        if not eq or "{port}" not in cmd:
+            raise SystemExit(f"run.py: error: {spec!r} is not NAME='command with {{port}}'")
+        servers[name] = cmd
+    names = list(servers)
+    for name, why in skipped.items():
+        print(f"skipping {name}: {why}", file=sys.stderr)
+
+    started = time.monotonic()
+    data: dict[str, Any] = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "command": "python benchmarks/run.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "reps": s.reps,
+            "smoke": args.smoke,
+            "pinned": s.pin,
+            "skipped": skipped,
+        },
+        "servers": servers,
+        "runs": {n: [] for n in names},
+        "medians": {},
+    }
+    checks: dict[str, dict[str, tuple[bool, str]]] = {n: {} for n in names}
+
+    def progress(msg: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    if "speed" in only:
+        for rep in range(s.reps):
+            for name in names:
+                r = speed(servers[name], s, loadgen)
+                checks[name].update(r.pop("checks"))
+                data["runs"][name].append(r)
+                progress(f"rep {rep + 1} {name}: {r}")
+        for name in names:
+            rs = data["runs"][name]
+            data["medians"][name] = {k: _median([r.get(k) for r in rs]) for k, _ in SPEED_COLS}
+    if "memory" in only:
+        memNames = (
+            args.memory_servers.split(",")
+            if args.memory_servers
+            else [PROJECT]
+            if args.smoke
+            else names
+        )
+        data["memory"] = {}
+        for name in [n for n in memNames if n in servers]:
+            a = slowMany(servers[name], s, s.slowConns)
+            b = idle(servers[name], s, s.idleConns)
+            checks[name].update(a.pop("checks"))
+            checks[name].update(b.pop("checks"))
+            data["memory"][name] = {**a, **b}
+            progress(f"memory {name}: {data['memory'][name]}")
+    if "client" in only and PROJECT in servers:
+        c = client(servers[PROJECT], s, s.reps)
+        checks[PROJECT].update(c.pop("checks"))
+        data["client"] = c
+        progress(f"client: {c}")
+    if "scaling" in only and PROJECT in servers and s.scaling:
+        sc = scaling(s, loadgen)
+        checks[PROJECT].update(sc.pop("checks", {}))
+        data["scaling"] = sc
+        progress(f"scaling: {sc}")
+
+    data["checks"] = {n: {k: list(v) for k, v in c.items()} for n, c in checks.items()}
+    lines = report(data, names) if data["medians"] else []
+    failed = [(n, k, d) for n, c in checks.items() for k, (ok, d) in c.items() if not ok]
+    lines += ["", "Checks"]
+    for name in names:
+        for k, (ok, detail) in checks[name].items():
+            if name == PROJECT or not ok:
+                lines.append(f"- {'ok  ' if ok else 'FAIL'} {name}: {k} ({detail})")
+    print("\n".join(lines))
+    print(f"\n({time.monotonic() - started:.0f}s)")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(data, indent=1, default=str))
+    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    if data["medians"]:
+        svg = render(data, names)
+        (args.out / "chart.svg").write_text(svg)
+        if args.chart:
+            args.chart.parent.mkdir(parents=True, exist_ok=True)
+            args.chart.write_text(svg)
+    mine = [f for f in failed if f[0] == PROJECT]
+    if PROJECT in servers and mine:
+        print(f"\n{len(mine)} check(s) of {PROJECT} failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
