@@ -9,6 +9,7 @@ work here), so they are synchronous test cases.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pty
 import select
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import (
@@ -309,6 +311,66 @@ class InteractiveClientTests(SynchronousTestCase):
         self.assertEqual(
             rest.splitlines(), [f"tcpecho-client: 127.0.0.1 port {port} closed the connection"]
         )
+
+
+def peakRSS(pid: int) -> int:
+    """A running process's peak resident memory, in KiB (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.stress
+class MemoryBoundTests(SynchronousTestCase):
+    """128 MB through client and server: a copy, with memory bounded on both sides."""
+
+    SIZE = 128 * 1024 * 1024
+    #: Far below SIZE: what Python, Twisted and the buffers take.
+    LIMIT_KIB = 100 * 1024
+
+    def test_bigCopy(self) -> None:
+        server = startServer(self)
+        tmp = shortTempDir(self)
+        inPath, outPath = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
+        sent = hashlib.sha256()
+        with open(inPath, "wb") as f:
+            for _ in range(self.SIZE // (1 << 20)):
+                block = os.urandom(1 << 20)
+                sent.update(block)
+                f.write(block)
+        # A wrapper reports the client's peak memory (its only child).
+        wrapper = (
+            "import resource, subprocess, sys\n"
+            "with open(sys.argv[1], 'rb') as i, open(sys.argv[2], 'wb') as o:\n"
+            "    status = subprocess.run(\n"
+            "        sys.argv[3:], stdin=i, stdout=o, timeout=120\n"
+            "    ).returncode\n"
+            "print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        )
+        result = runProcessSync(
+            [
+                sys.executable,
+                "-c",
+                wrapper,
+                inPath,
+                outPath,
+                *clientCommand(LOOPBACK, str(server.port)),
+            ],
+            timeout=150,
+        )
+        status, clientPeak = map(int, result.out.split())
+        self.assertEqual(status, 0, result.err)
+        received = hashlib.sha256()
+        with open(outPath, "rb") as f:
+            while block := f.read(1 << 20):
+                received.update(block)
+        self.assertEqual(os.path.getsize(outPath), self.SIZE)
+        self.assertEqual(received.hexdigest(), sent.hexdigest())
+        self.assertLess(clientPeak, self.LIMIT_KIB)
+        assert server.process is not None
+        self.assertLess(peakRSS(server.process.pid), self.LIMIT_KIB)
 
 
 class ListeningLogTests(SynchronousTestCase):
