@@ -39,6 +39,7 @@ Use :func:`serverFromString` in place of Twisted's to get this wrapper for
 from __future__ import annotations
 
 import ipaddress
+import struct
 from typing import Any, cast
 
 from twisted.internet import endpoints
@@ -58,7 +59,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 
 # The header parsers are Twisted's own (tested against HAProxy's
-# specification); only the wrapper around them is replaced.
+# specification); the buffering and the wrapper around them are replaced.
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
@@ -78,6 +79,8 @@ BAD_PROXY_HEADER = "bad-proxy-header"
 PROXY_HEADER_TIMEOUT = "proxy-header-timeout"
 
 _V1_SIGNATURE = b"PROXY "
+#: The longest v1 header, CRLF included (the specification's figure).
+_V1_MAX_LENGTH = 107
 _V2_SIGNATURE = V2Parser.PREFIX
 _V2_FIXED_PART = 16
 
@@ -102,15 +105,25 @@ def logEarlyRefusal(factory: IProtocolFactory, address: IAddress, reason: str) -
         )
 
 
-def _validSource(address: IAddress | None) -> bool:
-    """Whether a header's source address is one we can admit and log."""
-    if address is None or not isinstance(address, (IPv4Address, IPv6Address)):
-        return True
+def _canonical(address: IAddress | None) -> IAddress | None:
+    """
+    A header's address as Twisted's own transports give one (``::1``, not
+    ``0:0:0:0:0:0:0:1``).
+
+    :raises InvalidProxyHeader: for a host that is not an IP address (it
+        would pass the access list as a non-IP peer) or a port out of range.
+    """
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        return address
     try:
-        ipaddress.ip_address(address.host)
+        ip = ipaddress.ip_address(address.host)
     except ValueError:
-        return False
-    return 0 <= address.port <= 65535
+        raise InvalidProxyHeader() from None
+    if not 0 <= address.port <= 65535:
+        raise InvalidProxyHeader()
+    if isinstance(address, IPv6Address):
+        return IPv6Address(address.type, str(ip), address.port)
+    return IPv4Address(address.type, str(ip), address.port)
 
 
 class _ProxiedTransport:
@@ -163,7 +176,6 @@ class ProxyProtocolWrapper(Protocol):
     def __init__(self, factory: ProxyWrappingFactory) -> None:
         self.factory = factory
         self._buffer = b""
-        self._parser: V1Parser | V2Parser | None = None
         self._timer: IDelayedCall | None = None
         self._halfCloseable: IHalfCloseableProtocol | None = None
         self._done = False
@@ -178,7 +190,7 @@ class ProxyProtocolWrapper(Protocol):
             return
         try:
             info = self._feed(data)
-        except (InvalidProxyHeader, ValueError):
+        except (InvalidProxyHeader, ValueError, KeyError, IndexError, struct.error):
             self._refuse(BAD_PROXY_HEADER)
             return
         if info is not None:
@@ -186,32 +198,32 @@ class ProxyProtocolWrapper(Protocol):
 
     def _feed(self, data: bytes) -> tuple[IAddress | None, IAddress | None, bytes] | None:
         """Parse what we have; the header's addresses and what followed, once complete."""
-        parser = self._parser
-        if parser is None:
-            buf = self._buffer + data
-            n = min(len(buf), len(_V2_SIGNATURE))
-            if buf[:n] == _V2_SIGNATURE[:n]:
-                if len(buf) < _V2_FIXED_PART:
-                    self._buffer = buf
-                    return None
-                parser = V2Parser()
-            else:
-                n = min(len(buf), len(_V1_SIGNATURE))
-                if buf[:n] != _V1_SIGNATURE[:n]:
+        buf = self._buffer + data
+        self._buffer = buf
+        if buf[: len(_V2_SIGNATURE)] == _V2_SIGNATURE[: len(buf)]:
+            if len(buf) < _V2_FIXED_PART:
+                return None
+            size = _V2_FIXED_PART + struct.unpack("!H", buf[14:16])[0]
+            if len(buf) < size:
+                return None
+            info = V2Parser.parse(buf[:size])
+            rest = buf[size:]
+        elif buf[: len(_V1_SIGNATURE)] == _V1_SIGNATURE[: len(buf)]:
+            end = buf.find(b"\r\n")
+            if end < 0:
+                if len(buf) >= _V1_MAX_LENGTH:
                     raise InvalidProxyHeader()
-                if n < len(_V1_SIGNATURE):
-                    self._buffer = buf
-                    return None
-                parser = V1Parser()
-            self._parser = parser
-            self._buffer = b""
-            data = buf
-        info, rest = parser.feed(data)
-        if info is None:
-            return None
-        if not (_validSource(info.source) and _validSource(info.destination)):
+                return None
+            line, rest = buf[:end], buf[end + 2 :]
+            if line == b"PROXY UNKNOWN" or line.startswith(b"PROXY UNKNOWN "):
+                # Valid per the specification, refused by Twisted's parser.
+                self._buffer = b""
+                return None, None, rest
+            info = V1Parser.parse(line)
+        else:
             raise InvalidProxyHeader()
-        return info.source, info.destination, rest or b""
+        self._buffer = b""
+        return _canonical(info.source), _canonical(info.destination), rest
 
     def _connectWrapped(
         self, source: IAddress | None, destination: IAddress | None, rest: bytes
@@ -267,7 +279,7 @@ class ProxyProtocolWrapper(Protocol):
         if self.wrapped is None and not self._done:
             self._done = True
             self._cancelTimer()
-            if self._buffer or self._parser is not None:
+            if self._buffer:
                 # A partial header, then FIN.
                 logEarlyRefusal(self.factory.wrappedFactory, transport.getPeer(), BAD_PROXY_HEADER)
         transport.loseConnection()

@@ -1,0 +1,464 @@
+"""
+The PROXY protocol wrapper (``haproxy:`` listeners), and a real HAProxy in
+front of two ``twistd tcpecho`` instances.
+
+In memory: header parsing in any chunking, v1 and v2, LOCAL, bad and slow
+headers, admission on the real client's address, half-close passed through.
+On loopback sockets: a PROXY client that half-closes gets every byte back.
+With HAProxy (skipped, saying why, when it is not installed): traffic goes
+on through the other instance when one is killed, with no byte lost on the
+connections that survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+from tcpproto import haproxy
+from tcpproto.client import exchange
+from tcpproto.echo import EchoFactory
+from tcpproto.haproxy import (
+    BAD_PROXY_HEADER,
+    HEADER_TIMEOUT,
+    PROXY_HEADER_TIMEOUT,
+    ProxyProtocolWrapper,
+    ProxyServerEndpoint,
+    ProxyWrappingFactory,
+)
+from tcpproto.thankyou import ThankYouFactory
+from tests.deploy_support import (
+    CONTRIB,
+    connect,
+    freePort,
+    halfCloseExchange,
+    haproxyExecutable,
+    proxyV1,
+    proxyV2,
+    proxyV2Local,
+    readUntil,
+    waitFor,
+)
+from tests.support import (
+    LOOPBACK,
+    HalfCloseableStringTransport,
+    LogCapture,
+    shortTempDir,
+    startServer,
+)
+
+#: The real peer of the in-memory connections: the balancer.
+BALANCER = IPv4Address("TCP", LOOPBACK, 5000)
+#: What the headers say: the client behind the balancer.
+CLIENT = ("127.0.0.5", 40001)
+SERVER = (LOOPBACK, 7788)
+
+
+class WrapperTests(SynchronousTestCase):
+    """:class:`ProxyProtocolWrapper` in memory."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.log = LogCapture.install(self)
+
+    def connect(
+        self, factory: Factory | None = None, headerTimeout: float = HEADER_TIMEOUT
+    ) -> tuple[ProxyProtocolWrapper, HalfCloseableStringTransport]:
+        if factory is None:
+            factory = EchoFactory(clock=self.clock)
+        wrapping = ProxyWrappingFactory(factory, headerTimeout, clock=self.clock)
+        wrapper = wrapping.buildProtocol(BALANCER)
+        transport = HalfCloseableStringTransport(
+            hostAddress=IPv4Address("TCP", LOOPBACK, 7788), peerAddress=BALANCER
+        )
+        wrapper.makeConnection(transport)
+        return wrapper, transport
+
+    def openPeers(self) -> list[str]:
+        return [e["peer"] for e in self.log.withEvent("open")]
+
+    def refusals(self) -> list[tuple[str, str]]:
+        return [(e["peer"], e["reason"]) for e in self.log.withEvent("refused")]
+
+    def test_v1HeaderAndDataInOneChunk(self) -> None:
+        """The header is not echoed; what follows it in the same read is."""
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER) + b"hello")
+        self.assertEqual(transport.value(), b"hello")
+        self.assertEqual(self.openPeers(), ["127.0.0.5:40001"])
+
+    def test_v1ByteByByte(self) -> None:
+        wrapper, transport = self.connect()
+        for i, byte in enumerate(proxyV1(CLIENT, SERVER)):
+            self.assertEqual(self.openPeers(), [], f"connected after {i} bytes")
+            wrapper.dataReceived(bytes([byte]))
+        self.assertEqual(self.openPeers(), ["127.0.0.5:40001"])
+        wrapper.dataReceived(b"x")
+        self.assertEqual(transport.value(), b"x")
+
+    def test_v2InPiecesShorterThanItsFixedPart(self) -> None:
+        """A v2 header split before its 16-byte fixed part is complete still parses
+        (Twisted's wrapper drops such a connection)."""
+        header = proxyV2(("::1", 40002), ("::1", 7788))
+        wrapper, transport = self.connect()
+        for piece in (header[:5], header[5:15], header[15:30], header[30:] + b"data"):
+            wrapper.dataReceived(piece)
+        self.assertEqual(transport.value(), b"data")
+        self.assertEqual(self.openPeers(), ["[::1]:40002"])
+
+    def test_v2Local(self) -> None:
+        """A LOCAL header (the balancer's own connection) stands for the balancer."""
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(proxyV2Local() + b"ping")
+        self.assertEqual(transport.value(), b"ping")
+        self.assertEqual(self.openPeers(), ["127.0.0.1:5000"])
+
+    def test_v1Unknown(self) -> None:
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(b"PROXY UNKNOWN\r\nping")
+        self.assertEqual(transport.value(), b"ping")
+        self.assertEqual(self.openPeers(), ["127.0.0.1:5000"])
+
+    def test_hostIsTheHeaderDestination(self) -> None:
+        wrapper, _transport = self.connect()
+        wrapper.dataReceived(proxyV1(CLIENT, ("127.0.0.9", 7000)))
+        assert wrapper.wrapped is not None
+        inner = cast(Any, wrapper.wrapped).transport
+        self.assertEqual(inner.getHost(), IPv4Address("TCP", "127.0.0.9", 7000))
+        self.assertEqual(inner.getPeer(), IPv4Address("TCP", *CLIENT))
+
+    def test_notAProxyHeader(self) -> None:
+        """Anything else is refused at its first bytes, logged with the real peer."""
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", BAD_PROXY_HEADER)])
+        self.assertEqual(self.openPeers(), [])
+
+    def test_badAddressInHeader(self) -> None:
+        """A source that is not an IP address is refused (it would bypass --allow)."""
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\nx")
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", BAD_PROXY_HEADER)])
+
+    def test_badPortInHeader(self) -> None:
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(b"PROXY TCP4 127.0.0.5 127.0.0.1 port 2\r\n")
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", BAD_PROXY_HEADER)])
+
+    def test_overlongV1Header(self) -> None:
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(b"PROXY " + b"1" * 200)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", BAD_PROXY_HEADER)])
+
+    def test_headerTimeout(self) -> None:
+        wrapper, transport = self.connect(headerTimeout=5.0)
+        wrapper.dataReceived(b"PROXY TCP4 ")
+        self.clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", PROXY_HEADER_TIMEOUT)])
+
+    def test_headerInTimeCancelsTheTimer(self) -> None:
+        wrapper, transport = self.connect(EchoFactory(clock=self.clock, idleTimeout=0))
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(HEADER_TIMEOUT * 2)
+        self.assertFalse(transport.disconnecting)
+
+    def test_closedBeforeAnyByte(self) -> None:
+        """A balancer's TCP health check (connect, close) is closed silently."""
+        wrapper, transport = self.connect()
+        wrapper.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.refusals(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_partialHeaderThenFIN(self) -> None:
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(b"PROXY TCP4 127.0")
+        wrapper.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", BAD_PROXY_HEADER)])
+
+    def test_halfClosePassedOn(self) -> None:
+        """The client's FIN reaches the echo as a half-close: its tail is sent."""
+        wrapper, transport = self.connect(EchoFactory("line", clock=self.clock))
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER) + b"one\ntwo")
+        self.assertEqual(transport.value(), b"one\n")
+        self.assertFalse(transport.disconnecting)
+        wrapper.readConnectionLost()
+        self.assertEqual(transport.value(), b"one\ntwo")
+        self.assertTrue(transport.disconnecting)
+
+    def test_writeConnectionLostPassedOn(self) -> None:
+        calls: list[str] = []
+        wrapper, _transport = self.connect()
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER))
+        assert wrapper.wrapped is not None
+        cast(Any, wrapper.wrapped).writeConnectionLost = lambda: calls.append("write")
+        wrapper.writeConnectionLost()
+        self.assertEqual(calls, ["write"])
+
+    def test_protocolHalfClosesTheRealTransport(self) -> None:
+        """``loseWriteConnection`` on the proxied transport half-closes the real one
+        (thank-you --once replies, then half-closes)."""
+        factory = ThankYouFactory(reply=b"ok", once=True, clock=self.clock)
+        wrapper, transport = self.connect(factory)
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER) + b"hi")
+        self.assertEqual(transport.value(), b"ok")
+        self.assertTrue(transport.writeDisconnecting)
+        self.assertFalse(transport.disconnecting)
+
+    def test_bytesGoStraightToTheProtocol(self) -> None:
+        """After the header, the transport calls the protocol's dataReceived itself."""
+        wrapper, _transport = self.connect()
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER))
+        assert wrapper.wrapped is not None
+        self.assertEqual(wrapper.dataReceived, wrapper.wrapped.dataReceived)
+
+    def test_connectionLostPassedOn(self) -> None:
+        factory = EchoFactory(clock=self.clock)
+        wrapper, _transport = self.connect(factory)
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER) + b"abc")
+        wrapper.connectionLost()
+        self.assertEqual(factory.limits.active, 0)
+        closes = self.log.withEvent("close")
+        self.assertEqual([(e["peer"], e["bytes_in"]) for e in closes], [("127.0.0.5:40001", 3)])
+
+    def test_accessListAppliesToTheClient(self) -> None:
+        """--allow is checked against the header's client, not the balancer."""
+        factory = EchoFactory(clock=self.clock, allow=["127.0.0.5/32"])
+        wrapper, transport = self.connect(factory)
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER) + b"in")
+        self.assertEqual(transport.value(), b"in")
+        wrapper, transport = self.connect(factory)
+        wrapper.dataReceived(proxyV1(("127.0.0.6", 40001), SERVER) + b"out")
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.refusals(), [("127.0.0.6:40001", "not-allowed")])
+
+    def test_perPeerLimitCountsClients(self) -> None:
+        """--max-per-peer counts each client behind the balancer separately."""
+        factory = EchoFactory(clock=self.clock, maxPerPeer=1)
+        first, t1 = self.connect(factory)
+        first.dataReceived(proxyV1(CLIENT, SERVER))
+        other, t2 = self.connect(factory)
+        other.dataReceived(proxyV1(("127.0.0.6", 40001), SERVER))
+        again, t3 = self.connect(factory)
+        again.dataReceived(proxyV1((CLIENT[0], 40009), SERVER))
+        self.assertEqual(
+            (t1.disconnecting, t2.disconnecting, t3.disconnecting), (False, False, True)
+        )
+        self.assertEqual(self.refusals(), [("127.0.0.5:40009", "max-per-peer")])
+
+    def test_anyTwistedFactory(self) -> None:
+        """Other Twisted applications' factories work too; refusals are still logged."""
+
+        class Echo(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                assert self.transport is not None
+                self.transport.write(data)
+
+        wrapper, transport = self.connect(Factory.forProtocol(Echo))
+        wrapper.dataReceived(proxyV1(CLIENT, SERVER) + b"abc")
+        self.assertEqual(transport.value(), b"abc")
+        wrapper, transport = self.connect(Factory.forProtocol(Echo))
+        wrapper.dataReceived(b"nonsense")
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", BAD_PROXY_HEADER)])
+
+    def test_serverFromString(self) -> None:
+        """haproxy: descriptions get our wrapper; others are Twisted's endpoints."""
+        endpoint = haproxy.serverFromString(reactor, "haproxy:tcp:0:interface=127.0.0.1")
+        self.assertIsInstance(endpoint, ProxyServerEndpoint)
+        self.assertIsInstance(cast(ProxyServerEndpoint, endpoint).wrapped, TCP4ServerEndpoint)
+        self.assertIsInstance(
+            haproxy.serverFromString(reactor, "tcp:0:interface=127.0.0.1"), TCP4ServerEndpoint
+        )
+
+
+class HalfCloseOverSocketsTests(TestCase):
+    """A PROXY client on real loopback sockets."""
+
+    async def listen(self) -> int:
+        self.factory = EchoFactory()
+        endpoint = ProxyServerEndpoint(TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK))
+        port = await endpoint.listen(self.factory)
+        self.addCleanup(port.stopListening)
+        return int(cast(Any, port.getHost()).port)
+
+    async def test_halfCloseGetsEveryByteBack(self) -> None:
+        """Header, 2 MB, FIN: all 2 MB come back, and the log names the client."""
+        log = LogCapture.install(self)
+        port = await self.listen()
+        data = os.urandom(2 * 1024 * 1024)
+        answer = await exchange(
+            TCP4ClientEndpoint(reactor, LOOPBACK, port), proxyV1(CLIENT, SERVER) + data
+        )
+        self.assertEqual(len(answer), len(data))
+        self.assertTrue(answer == data, "the echo differs")
+        opens = log.withEvent("open")
+        closes = log.withEvent("close")
+        self.assertEqual([e["peer"] for e in opens], ["127.0.0.5:40001"])
+        self.assertEqual(
+            [(e["peer"], e["bytes_in"], e["bytes_out"], e["reason"]) for e in closes],
+            [("127.0.0.5:40001", len(data), len(data), "closed")],
+        )
+
+    async def test_v2HalfClose(self) -> None:
+        log = LogCapture.install(self)
+        port = await self.listen()
+        data = b"line\n" * 10000
+        answer = await exchange(
+            TCP4ClientEndpoint(reactor, LOOPBACK, port),
+            proxyV2(("::1", 40002), ("::1", 7788)) + data,
+        )
+        self.assertEqual(answer, data)
+        self.assertEqual([e["peer"] for e in log.withEvent("close")], ["[::1]:40002"])
+
+
+# -- a real HAProxy ---------------------------------------------------------
+
+HAPROXY_CONFIG = os.path.join(CONTRIB, "haproxy", "haproxy.cfg")
+
+
+def _lines(prefix: bytes, tag: str, start: int, count: int) -> tuple[bytes, bytes]:
+    """``count`` numbered lines, and their echo with ``prefix``."""
+    sent = b"".join(
+        b"%s %06d some payload to echo\n" % (tag.encode(), i) for i in range(start, start + count)
+    )
+    echoed = b"".join(prefix + b" " + line + b"\n" for line in sent.splitlines())
+    return sent, echoed
+
+
+class HAProxyTests(SynchronousTestCase):
+    """``contrib/haproxy/haproxy.cfg`` with a real HAProxy and two tcpecho instances."""
+
+    def setUp(self) -> None:
+        executable = haproxyExecutable()
+        if executable is None:
+            raise SkipTest(
+                "haproxy is not installed (CI installs Debian's package with .ci/system-deps.sh)"
+            )
+        self.haproxy = executable
+
+    def startHAProxy(self, frontend: int, backends: list[int]) -> subprocess.Popen[bytes]:
+        logPath = os.path.join(shortTempDir(self), "haproxy.log")
+        env = dict(
+            os.environ,
+            TCPECHO_FRONTEND=f"{LOOPBACK}:{frontend}",
+            TCPECHO_BACKEND1=f"{LOOPBACK}:{backends[0]}",
+            TCPECHO_BACKEND2=f"{LOOPBACK}:{backends[1]}",
+        )
+        with open(logPath, "wb") as log:
+            process = subprocess.Popen(
+                [self.haproxy, "-db", "-f", HAPROXY_CONFIG],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+        self.addCleanup(stop)
+        self.haproxyLog = logPath
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                with open(logPath, "rb") as f:
+                    raise AssertionError(f"haproxy exited: {f.read().decode()}")
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, frontend), 1):
+                return True
+            return False
+
+        waitFor(listening, 10, "haproxy to listen")
+        return process
+
+    def test_failover(self) -> None:
+        """
+        Kill one instance mid-run: its clients are cut, the others' connections
+        carry on with every byte, and new connections all go to the survivor.
+        """
+        started = time.monotonic()
+        common = ["--framing", "line", "--listen", f"haproxy:tcp:0:interface={LOOPBACK}"]
+        a = startServer(self, *common, "--prefix", "A")
+        b = startServer(self, *common, "--prefix", "B")
+        frontend = freePort()
+        self.startHAProxy(frontend, [a.port, b.port])
+
+        # Six clients through HAProxy; leastconn spreads them over both.
+        clients = [connect((LOOPBACK, frontend)) for _ in range(6)]
+        owners: list[bytes] = []
+        for i, s in enumerate(clients):
+            sent, _ = _lines(b"", f"c{i}", 0, 1)
+            s.sendall(sent)
+            answer = readUntil(s, len(sent) + 2)
+            self.assertIn(answer[:2], (b"A ", b"B "), answer)
+            self.assertEqual(answer[2:], sent)
+            owners.append(answer[:1])
+        self.assertEqual(sorted(set(owners)), [b"A", b"B"])
+
+        # Each instance logged its clients' real addresses (PROXY v2 from HAProxy).
+        expected = [
+            (f"{LOOPBACK}:{s.getsockname()[1]} connected", a if owner == b"A" else b)
+            for s, owner in zip(clients, owners, strict=True)
+        ]
+        waitFor(
+            lambda: all(line in server.stdout() for line, server in expected),
+            5,
+            f"each client's own address in its instance's log: {expected}",
+        )
+
+        # Traffic on every connection, then A dies.
+        for i, (s, owner) in enumerate(zip(clients, owners, strict=True)):
+            sent, echoed = _lines(owner, f"c{i}", 1, 100)
+            s.sendall(sent)
+            self.assertEqual(readUntil(s, len(echoed)), echoed)
+        a.kill()
+
+        # A's clients are cut; B's carry on: 5000 more lines each, half-close,
+        # and every byte comes back.
+        survivors = 0
+        for i, (s, owner) in enumerate(zip(clients, owners, strict=True)):
+            if owner == b"A":
+                with contextlib.suppress(ConnectionResetError):
+                    self.assertEqual(readUntil(s, 1), b"")
+                s.close()
+                continue
+            sent, echoed = _lines(b"B", f"c{i}", 101, 5000)
+            self.assertEqual(halfCloseExchange(s, sent), echoed)
+            survivors += 1
+        self.assertEqual(survivors, owners.count(b"B"))
+
+        # New connections all reach B, even before HAProxy's checks mark A
+        # down (redispatch), each with its whole echo.
+        for i in range(6):
+            sent, echoed = _lines(b"B", f"n{i}", 0, 500)
+            answer = halfCloseExchange(connect((LOOPBACK, frontend)), sent)
+            self.assertEqual(answer, echoed)
+        self.assertLess(time.monotonic() - started, 60)
