@@ -1,0 +1,200 @@
+"""
+``SO_REUSEPORT``: several listeners, and several ``twistd tcpecho``
+processes, on one port.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+from tcpproto.client import exchange
+from tcpproto.echo import EchoFactory
+from tcpproto.reuseport import (
+    ReusePortReactor,
+    ReusePortTCP4ServerEndpoint,
+    ReusePortTCP6ServerEndpoint,
+    _listenWithPortSubclass,
+    listenTCPReusePort,
+    reusePortAvailable,
+    reusePortServerFromString,
+    unparseEndpoint,
+)
+from tcpproto.tls import HandshakeGateFactory, TLSListeningReactor
+from tests.deploy_support import connect, halfCloseExchange
+from tests.support import LOOPBACK, ServerProcess, makeTLSFiles, startServer
+
+
+def reusesPort(port: IListeningPort) -> bool:
+    sock = cast(Any, port).socket
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+
+
+def portOf(port: IListeningPort) -> int:
+    return int(cast(Any, port.getHost()).port)
+
+
+class _Skip:
+    def setUp(self) -> None:
+        if not reusePortAvailable():
+            raise SkipTest("this platform has no SO_REUSEPORT")
+
+
+class ListenTests(_Skip, TestCase):
+    """The helpers, in process, on loopback."""
+
+    def track(self, port: IListeningPort) -> IListeningPort:
+        self.addCleanup(port.stopListening)
+        return port
+
+    async def test_twoPortsShareOneAndBothServe(self) -> None:
+        first = self.track(listenTCPReusePort(reactor, 0, EchoFactory(), interface=LOOPBACK))
+        second = self.track(
+            listenTCPReusePort(reactor, portOf(first), EchoFactory(), interface=LOOPBACK)
+        )
+        self.assertTrue(reusesPort(first) and reusesPort(second))
+        self.assertEqual(portOf(first), portOf(second))
+        for _ in range(4):
+            answer = await exchange(TCP4ClientEndpoint(reactor, LOOPBACK, portOf(first)), b"hi")
+            self.assertEqual(answer, b"hi")
+
+    def test_withoutTheOptionThePortIsTaken(self) -> None:
+        """The control: a plain listener cannot join a SO_REUSEPORT one."""
+        first = self.track(listenTCPReusePort(reactor, 0, EchoFactory(), interface=LOOPBACK))
+        self.assertRaises(
+            CannotListenError,
+            reactor.listenTCP,
+            portOf(first),
+            EchoFactory(),
+            interface=LOOPBACK,
+        )
+
+    def test_portSubclass(self) -> None:
+        """The path for Twisted without ``tcp.makeBinding``."""
+        first = self.track(_listenWithPortSubclass(reactor, 0, EchoFactory(), 50, LOOPBACK))
+        second = self.track(
+            listenTCPReusePort(reactor, portOf(first), EchoFactory(), 50, LOOPBACK)
+        )
+        self.assertTrue(reusesPort(first) and reusesPort(second))
+
+    async def test_ipv6(self) -> None:
+        endpoint = ReusePortTCP6ServerEndpoint(reactor, 0, interface="::1")
+        port = self.track(await endpoint.listen(EchoFactory()))
+        self.assertTrue(reusesPort(port))
+        self.assertEqual(cast(Any, port.getHost()).host, "::1")
+
+    async def test_endpointClass(self) -> None:
+        endpoint = ReusePortTCP4ServerEndpoint(reactor, 0, interface=LOOPBACK)
+        port = self.track(await endpoint.listen(EchoFactory()))
+        self.assertTrue(reusesPort(port))
+
+    async def test_reuseportEndpointString(self) -> None:
+        """The ``reuseport:`` prefix (a Twisted plugin) works in any endpoint string."""
+        port = self.track(
+            await serverFromString(reactor, f"reuseport:tcp:0:interface={LOOPBACK}").listen(
+                EchoFactory()
+            )
+        )
+        self.assertTrue(reusesPort(port))
+        port6 = self.track(
+            await serverFromString(reactor, "reuseport:tcp6:0:interface=\\:\\:1").listen(
+                EchoFactory()
+            )
+        )
+        self.assertTrue(reusesPort(port6))
+
+    def test_reuseportWrapsTCPOnly(self) -> None:
+        with self.assertRaises(ValueError) as caught:
+            reusePortServerFromString(reactor, "unix:/tmp/x.sock")
+        self.assertIn("reuseport: wraps", str(caught.exception))
+
+    def test_unparse(self) -> None:
+        self.assertEqual(
+            unparseEndpoint(("tcp6", "7788"), {"interface": "::1"}),
+            "tcp6:7788:interface=\\:\\:1",
+        )
+
+    def test_otherReactorMethodsAreTheReactors(self) -> None:
+        proxy = ReusePortReactor(reactor)
+        real = cast(Any, reactor)
+        self.assertEqual(proxy.callLater, real.callLater)
+        self.assertEqual(proxy.listenUNIX, real.listenUNIX)
+
+    def _contextFactory(self) -> CertificateOptions:
+        files = makeTLSFiles(self)
+        with open(files.certPath, "rb") as c, open(files.keyPath, "rb") as k:
+            pem = c.read() + k.read()
+        return cast(CertificateOptions, PrivateCertificate.loadPEM(pem).options())
+
+    def test_listenSSL(self) -> None:
+        port = self.track(
+            ReusePortReactor(reactor).listenSSL(
+                0, EchoFactory(), self._contextFactory(), interface=LOOPBACK
+            )
+        )
+        self.assertTrue(reusesPort(port))
+        self.assertIsInstance(cast(Any, port).factory, TLSMemoryBIOFactory)
+
+    def test_composesWithTLSListeningReactor(self) -> None:
+        """In either order, TLS listeners share the port and keep the handshake gate."""
+        for listening in (
+            ReusePortReactor(TLSListeningReactor(reactor)),
+            TLSListeningReactor(ReusePortReactor(reactor)),
+        ):
+            port = self.track(
+                listening.listenSSL(0, EchoFactory(), self._contextFactory(), interface=LOOPBACK)
+            )
+            self.assertTrue(reusesPort(port))
+            tls = cast(Any, port).factory
+            self.assertIsInstance(tls, TLSMemoryBIOFactory)
+            self.assertIsInstance(tls.wrappedFactory, HandshakeGateFactory)
+
+
+class TwoProcessesTests(_Skip, SynchronousTestCase):
+    """Two ``twistd tcpecho --reuseport`` processes on one port both serve."""
+
+    def test_bothServe(self) -> None:
+        common = ["--reuseport", "--framing", "line"]
+        a = startServer(self, "--listen", f"tcp:0:interface={LOOPBACK}", *common, "--prefix", "A")
+        b = startServer(
+            self, "--listen", f"tcp:{a.port}:interface={LOOPBACK}", *common, "--prefix", "B"
+        )
+        self.assertEqual(a.port, b.port)
+        answers = []
+        clientPorts = []
+        for i in range(40):
+            s = connect((LOOPBACK, a.port))
+            clientPorts.append(s.getsockname()[1])
+            answers.append(halfCloseExchange(s, b"hello %d\n" % i))
+        who = [answer[:1] for answer in answers]
+        self.assertEqual(
+            [answer[2:] for answer in answers], [b"hello %d\n" % i for i in range(40)]
+        )
+        # The kernel spread the connections: 40 to one process has odds 2**-39.
+        self.assertEqual(sorted(set(who)), [b"A", b"B"])
+        # And each process logged exactly the connections it answered.
+        for server, tag in ((a, b"A"), (b, b"B")):
+            log = server.stdout()
+            for port, answeredBy in zip(clientPorts, who, strict=True):
+                self.assertEqual(
+                    f"{LOOPBACK}:{port} connected" in log,
+                    answeredBy == tag,
+                    f"client port {port} answered by {answeredBy!r}:\n{log}",
+                )
+
+    def test_withoutReuseportTheSecondCannotListen(self) -> None:
+        a = startServer(self, "--listen", f"tcp:0:interface={LOOPBACK}")
+        second = ServerProcess(["--listen", f"tcp:{a.port}:interface={LOOPBACK}"])
+        self.addCleanup(second.cleanup)
+        second.spawn()
+        status = second.wait()
+        self.assertEqual(status, 1)
+        self.assertIn("Address already in use", second.output())
