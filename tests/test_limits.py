@@ -647,7 +647,7 @@ class IdleTimeoutEndToEndTests(SynchronousTestCase):
         self.assertIsNotNone(closedAt)
         assert closedAt is not None
         self.assertGreater(closedAt, 0.9)
-        self.assertLess(closedAt, 2.0)
+        self.assertLess(closedAt, 2.3)
         self.assertIn("idle-timeout", server.closeReasons())
 
 
