@@ -283,6 +283,13 @@ def buildParser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"give up connecting after this long (default {DEFAULT_TIMEOUT:g})",
     )
+    p.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help="with --connect tls:HOST:PORT: trust only the CA certificates in this PEM file "
+        "(a client certificate for mutual TLS goes in the endpoint string: "
+        "tls:HOST:PORT:certificate=cert.pem:privateKey=key.pem)",
+    )
     return p
 
 
@@ -304,6 +311,10 @@ def _describeFailure(reason: Failure) -> str:
         return "timed out"
     if reason.check(error.ConnectionLost):
         return "connection lost"
+    if reason.check("OpenSSL.SSL.Error"):
+        from tcpproto.tls import failureReason
+
+        return f"TLS: {failureReason(reason)}"
     message = reason.getErrorMessage().strip().splitlines()
     return message[0] if message else reason.type.__name__  # type: ignore[union-attr]
 
@@ -311,16 +322,28 @@ def _describeFailure(reason: Failure) -> str:
 class _Target:
     """Where to connect, and how to name it in messages."""
 
-    def __init__(self, description: str | None, host: str, port: int, timeout: float) -> None:
+    def __init__(
+        self,
+        description: str | None,
+        host: str,
+        port: int,
+        timeout: float,
+        caFile: str | None = None,
+    ) -> None:
         self.description = description
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.caFile = caFile
 
     def name(self) -> str:
         return self.description or f"{self.host} port {self.port}"
 
     def endpoint(self, reactor: IReactorCore) -> IStreamClientEndpoint:
+        if self.description is not None and self.caFile is not None:
+            from tcpproto.tls import clientEndpoint
+
+            return clientEndpoint(reactor, self.description, self.caFile, self.timeout)
         if self.description is not None:
             return cast(IStreamClientEndpoint, clientFromString(reactor, self.description))
         return HostnameEndpoint(reactor, self.host, self.port, timeout=self.timeout)
@@ -334,10 +357,19 @@ def parseTarget(argv: Sequence[str], stdin: IO[str], stderr: IO[str]) -> _Target
     """
     parser = buildParser()
     args = parser.parse_args(list(argv))
+    if args.cafile is not None:
+        if args.connect is None or not args.connect.startswith("tls:"):
+            parser.error("--cafile goes with --connect tls:HOST:PORT")
+        from tcpproto.tls import loadCertificates
+
+        try:
+            loadCertificates(args.cafile)
+        except ValueError as e:
+            parser.error(f"--cafile: {e}")
     if args.connect is not None:
         if args.host is not None:
             parser.error("give either HOST [PORT] or --connect, not both")
-        return _Target(args.connect, "", 0, args.timeout)
+        return _Target(args.connect, "", 0, args.timeout, args.cafile)
     host, port = args.host, args.port
     if host is None and stdin.isatty():
         # Like the tutorial's client: ask for the server's address.

@@ -44,6 +44,7 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IListeningPort,
+    IOpenSSLContextFactory,
     IProtocol,
     IProtocolFactory,
     IReactorTime,
@@ -62,6 +63,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from tcpproto.connection import formatAddress
 from tcpproto.haproxy import logEarlyRefusal
 
 #: Seconds a client may take to complete the TLS handshake.
@@ -123,13 +125,18 @@ def _refusalReason(reason: Failure) -> str | None:
     if not reason.check(SSL.Error):
         return None
     text = failureReason(reason).lower()
+    if "alert" in text:
+        # The peer gave up (it did not trust us, or it had no protocol
+        # version or cipher in common with us).
+        return TLS_HANDSHAKE_FAILED
     if "did not return a certificate" in text or "certificate required" in text:
         return TLS_NO_CERTIFICATE
-    if "certificate" in text or "unknown ca" in text:
+    if "certificate" in text:
         return TLS_BAD_CERTIFICATE
     return TLS_HANDSHAKE_FAILED
 
 
+@implementer(IOpenSSLContextFactory)
 class RequireClientCertificate:
     """
     A server context factory that also demands a client certificate signed
@@ -226,12 +233,9 @@ class HandshakeGate(Protocol):
             return  # closed before finishing the handshake (a port probe): not worth a line
         transport = self.transport
         assert transport is not None
-        logEarlyRefusal(self.factory.wrappedFactory, transport.getPeer(), why)
-        log.debug(
-            "TLS handshake with {peer} failed: {detail}",
-            peer=transport.getPeer(),
-            detail=failureReason(reason),
-        )
+        peer = transport.getPeer()
+        logEarlyRefusal(self.factory.wrappedFactory, peer, why)
+        self.factory.logDetail(peer, reason)
 
 
 class HandshakeGateFactory(Factory):
@@ -252,10 +256,23 @@ class HandshakeGateFactory(Factory):
         self.wrappedFactory = wrappedFactory
         self.handshakeTimeout = handshakeTimeout
         self.clock = clock
+        self._lastDetail = float("-inf")
 
     def logPrefix(self) -> str:
         inner = getattr(self.wrappedFactory, "logPrefix", None)
         return cast(str, inner()) if callable(inner) else type(self.wrappedFactory).__name__
+
+    def logDetail(self, peer: IAddress, reason: Failure) -> None:
+        """Log OpenSSL's words for a failed handshake, at most once a second."""
+        now = self.clock.seconds()
+        if now - self._lastDetail < 1.0:
+            return
+        self._lastDetail = now
+        log.debug(
+            "TLS handshake with {peer} failed: {detail}",
+            peer=formatAddress(peer),
+            detail=failureReason(reason),
+        )
 
     def doStart(self) -> None:
         self.wrappedFactory.doStart()

@@ -1,0 +1,391 @@
+"""
+TLS: the handshake gate, mutual TLS on the server, trust roots from a file
+in the client, and the echo's tail over TLS.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, cast
+
+from OpenSSL import SSL
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tcpproto.client import exchange
+from tcpproto.echo import EchoFactory
+from tcpproto.tls import (
+    TLS_BAD_CERTIFICATE,
+    TLS_HANDSHAKE_FAILED,
+    TLS_HANDSHAKE_TIMEOUT,
+    TLS_NO_CERTIFICATE,
+    HandshakeGate,
+    HandshakeGateFactory,
+    TLSListeningReactor,
+    _refusalReason,
+    clientEndpoint,
+    failureReason,
+    loadCertificates,
+    splitDescription,
+)
+from tests.deploy_support import PKI, connect, makePKI, readUntil, waitFor
+from tests.support import (
+    LOOPBACK,
+    LogCapture,
+    ServerProcess,
+    runClientSync,
+    runProcessSync,
+    serverCommand,
+    shortTempDir,
+    startServer,
+)
+
+
+def sslFailure(message: str) -> Failure:
+    return Failure(SSL.Error([("SSL routines", "", message)]))
+
+
+class DescriptionTests(SynchronousTestCase):
+    """Endpoint strings, split with Twisted's rules."""
+
+    def test_positionalAndKeywords(self) -> None:
+        self.assertEqual(
+            splitDescription("tls:example.net:443:timeout=5"),
+            (["tls", "example.net", "443"], {"timeout": "5"}),
+        )
+
+    def test_escapes(self) -> None:
+        self.assertEqual(
+            splitDescription("tls:\\:\\:1:7788:certificate=C\\:\\\\x.pem"),
+            (["tls", "::1", "7788"], {"certificate": "C:\\x.pem"}),
+        )
+
+    def test_equalsInAValue(self) -> None:
+        self.assertEqual(splitDescription("a:k=v=w"), (["a"], {"k": "v=w"}))
+
+    def test_trailingBackslash(self) -> None:
+        self.assertEqual(splitDescription("a\\"), (["a"], {}))
+
+
+class ClientEndpointTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.pki = makePKI(self)
+
+    def assertRefused(self, description: str, message: str, caFile: str | None = None) -> None:
+        with self.assertRaises(ValueError) as caught:
+            clientEndpoint(reactor, description, caFile or self.pki.caCert)
+        self.assertIn(message, str(caught.exception))
+
+    def test_errors(self) -> None:
+        self.assertRefused("tcp:127.0.0.1:1", "a CA file goes with a tls:HOST:PORT")
+        self.assertRefused("tls:127.0.0.1", "expected tls:HOST:PORT")
+        self.assertRefused("tls:127.0.0.1:http", "not a port number")
+        self.assertRefused("tls:127.0.0.1:1:trustRoots=/etc/ssl", "not both")
+        self.assertRefused("tls:127.0.0.1:1:colour=blue", "unknown tls: option(s): colour")
+        self.assertRefused("tls:127.0.0.1:1:timeout=soon", "timeout= takes seconds")
+        self.assertRefused("tls:127.0.0.1:1:privateKey=k.pem", "privateKey= needs certificate=")
+        self.assertRefused("tls:127.0.0.1:1:certificate=/nonexistent.pem", "cannot read")
+        self.assertRefused(
+            f"tls:127.0.0.1:1:certificate={self.pki.caCert}",
+            "cannot load a client certificate",
+        )
+        self.assertRefused("tls:127.0.0.1:1", "cannot read", caFile="/nonexistent.pem")
+
+    def test_loadCertificates(self) -> None:
+        directory = shortTempDir(self)
+        bundle = os.path.join(directory, "bundle.pem")
+        with open(self.pki.caCert, "rb") as a, open(self.pki.rogueCA, "rb") as b:
+            pems = a.read() + b.read()
+        with open(bundle, "wb") as f:
+            f.write(pems)
+        self.assertEqual(len(loadCertificates(bundle)), 2)
+        empty = os.path.join(directory, "empty.pem")
+        with open(empty, "wb") as f:
+            f.write(b"nothing here\n")
+        with self.assertRaises(ValueError) as caught:
+            loadCertificates(empty)
+        self.assertIn("no PEM certificate", str(caught.exception))
+        broken = os.path.join(directory, "broken.pem")
+        with open(broken, "wb") as f:
+            f.write(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        with self.assertRaises(ValueError) as caught:
+            loadCertificates(broken)
+        self.assertIn("not a valid PEM certificate", str(caught.exception))
+
+
+class ReasonTests(SynchronousTestCase):
+    def test_failureReason(self) -> None:
+        self.assertEqual(
+            failureReason(sslFailure("certificate verify failed")), "certificate verify failed"
+        )
+        self.assertEqual(
+            failureReason(Failure(ConnectionDone("bye"))), "Connection was closed cleanly: bye."
+        )
+
+    def test_classification(self) -> None:
+        self.assertEqual(
+            _refusalReason(sslFailure("peer did not return a certificate")), TLS_NO_CERTIFICATE
+        )
+        self.assertEqual(
+            _refusalReason(sslFailure("certificate verify failed")), TLS_BAD_CERTIFICATE
+        )
+        self.assertEqual(
+            _refusalReason(sslFailure("tlsv1 alert unknown ca")), TLS_HANDSHAKE_FAILED
+        )
+        self.assertEqual(_refusalReason(sslFailure("wrong version number")), TLS_HANDSHAKE_FAILED)
+        self.assertIsNone(_refusalReason(Failure(ConnectionDone())))
+
+
+class GateTests(SynchronousTestCase):
+    """:class:`HandshakeGate` in memory (the TLS layer played by a StringTransport)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.log = LogCapture.install(self)
+        self.factory = EchoFactory(clock=self.clock)
+        self.gates = HandshakeGateFactory(self.factory, handshakeTimeout=5, clock=self.clock)
+        self.peer = IPv4Address("TCP", LOOPBACK, 6000)
+
+    def gate(self, factory: Any = None) -> tuple[HandshakeGate, StringTransport]:
+        gates = self.gates if factory is None else HandshakeGateFactory(factory, 5, self.clock)
+        gate = gates.buildProtocol(self.peer)
+        transport = StringTransport(peerAddress=self.peer)
+        gate.makeConnection(transport)
+        return gate, transport
+
+    def test_connectedAfterTheHandshakeOnly(self) -> None:
+        gate, transport = self.gate()
+        self.assertEqual(self.log.withEvent("open"), [])
+        self.assertEqual(self.factory.limits.active, 0)
+        gate.handshakeCompleted()
+        self.assertEqual([e["peer"] for e in self.log.withEvent("open")], ["127.0.0.1:6000"])
+        gate.dataReceived(b"hi")
+        self.assertEqual(transport.value(), b"hi")
+        assert gate.wrapped is not None
+        self.assertEqual(gate.dataReceived, gate.wrapped.dataReceived)
+        gate.handshakeCompleted()  # a renegotiation: nothing new
+        self.assertEqual(len(self.log.withEvent("open")), 1)
+        gate.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.factory.limits.active, 0)
+        self.assertEqual(len(self.log.withEvent("close")), 1)
+
+    def test_timeout(self) -> None:
+        gate, transport = self.gate()
+        self.clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnected)
+        gate.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [(e["peer"], e["reason"]) for e in self.log.withEvent("refused")],
+            [("127.0.0.1:6000", TLS_HANDSHAKE_TIMEOUT)],
+        )
+        self.assertEqual(self.factory.stats.refused[TLS_HANDSHAKE_TIMEOUT], 1)
+
+    def test_handshakeFailureIsARefusal(self) -> None:
+        gate, _transport = self.gate()
+        gate.connectionLost(sslFailure("peer did not return a certificate"))
+        self.assertEqual(
+            [(e["peer"], e["reason"]) for e in self.log.withEvent("refused")],
+            [("127.0.0.1:6000", TLS_NO_CERTIFICATE)],
+        )
+        self.assertEqual(self.log.withEvent("open"), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_goneBeforeTheHandshakeIsQuiet(self) -> None:
+        """A port probe (connect, close) is not worth a log line."""
+        gate, _transport = self.gate()
+        gate.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.log.withEvent("refused"), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_refusedByTheFactoryBeforeTheHandshake(self) -> None:
+        """Admission is decided first: no handshake for a peer outside --allow."""
+        gate, transport = self.gate(EchoFactory(clock=self.clock, allow=["10.0.0.0/8"]))
+        self.assertIsNone(gate.wrapped)
+        self.assertTrue(transport.disconnected)
+        gate.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([e["reason"] for e in self.log.withEvent("refused")], ["not-allowed"])
+
+    def test_detailAtMostOnceASecond(self) -> None:
+        for _ in range(3):
+            gate, _transport = self.gate()
+            gate.connectionLost(sslFailure("certificate verify failed"))
+        details = [e for e in self.log.events if e.get("detail") == "certificate verify failed"]
+        self.assertEqual(len(details), 1)
+        self.clock.advance(1.5)
+        gate, _transport = self.gate()
+        gate.connectionLost(sslFailure("certificate verify failed"))
+        details = [e for e in self.log.events if e.get("detail") == "certificate verify failed"]
+        self.assertEqual(len(details), 2)
+
+
+class MutualTLSTests(TestCase):
+    """An ``ssl:`` listener with a client CA, on loopback, in this process."""
+
+    async def listen(self, factory: EchoFactory, **kwargs: Any) -> int:
+        self.pki: PKI = makePKI(self)
+        listening = TLSListeningReactor(reactor, clientCA=self.pki.caCert, **kwargs)
+        port = cast(
+            IListeningPort,
+            await serverFromString(listening, self.pki.serverDescription()).listen(factory),
+        )
+        self.addCleanup(port.stopListening)
+        return int(cast(Any, port.getHost()).port)
+
+    async def test_goodClientGetsItsEchoWithTheTail(self) -> None:
+        """A client with a certificate from the CA gets in, and gets every byte
+        back: its end of input becomes close_notify, after the data."""
+        log = LogCapture.install(self)
+        port = await self.listen(EchoFactory())
+        data = os.urandom(1024 * 1024)
+        answer = await exchange(
+            clientEndpoint(reactor, self.pki.clientDescription(port), self.pki.caCert), data
+        )
+        self.assertEqual(len(answer), len(data))
+        self.assertTrue(answer == data, "the echo differs")
+        closes = log.withEvent("close")
+        self.assertEqual([(e["bytes_in"], e["bytes_out"]) for e in closes], [(len(data),) * 2])
+        self.assertEqual(log.withEvent("refused"), [])
+
+    async def refusedClient(self, who: str | None) -> list[tuple[str, str]]:
+        log = LogCapture.install(self)
+        factory = EchoFactory()
+        port = await self.listen(factory)
+        endpoint = clientEndpoint(
+            reactor, self.pki.clientDescription(port, withCertificate=who), self.pki.caCert
+        )
+        failure = None
+        try:
+            await exchange(endpoint, b"let me in")
+        except Exception:
+            failure = Failure()
+        self.assertIsNotNone(failure, "the client was not refused")
+        # The server's side of the refusal may come a moment after the client's.
+        for _ in range(100):
+            if log.withEvent("refused"):
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(log.withEvent("open"), [])
+        self.assertEqual(factory.limits.active, 0)
+        return [(e["peer"].split(":")[0], e["reason"]) for e in log.withEvent("refused")]
+
+    async def test_noCertificateRefused(self) -> None:
+        self.assertEqual(await self.refusedClient(None), [(LOOPBACK, TLS_NO_CERTIFICATE)])
+
+    async def test_otherCAsCertificateRefused(self) -> None:
+        self.assertEqual(await self.refusedClient("rogue"), [(LOOPBACK, TLS_BAD_CERTIFICATE)])
+
+    async def test_handshakeTimeout(self) -> None:
+        """A client that connects and says nothing is dropped after the timeout."""
+        log = LogCapture.install(self)
+        port = await self.listen(EchoFactory(), handshakeTimeout=0.3)
+        proto = Protocol()
+        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port), proto)
+        for _ in range(200):
+            if log.withEvent("refused"):
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual([e["reason"] for e in log.withEvent("refused")], [TLS_HANDSHAKE_TIMEOUT])
+        assert proto.transport is not None
+        proto.transport.loseConnection()
+
+
+class EndToEndTests(SynchronousTestCase):
+    """``twistd tcpecho --client-ca`` and ``tcpecho-client --cafile``."""
+
+    def setUp(self) -> None:
+        self.pki = makePKI(self)
+
+    def startMutual(self) -> ServerProcess:
+        return startServer(
+            self, "--listen", self.pki.serverDescription(), "--client-ca", self.pki.caCert
+        )
+
+    def test_mutualTLS(self) -> None:
+        server = self.startMutual()
+        data = os.urandom(256 * 1024)
+        good = runClientSync(
+            "--connect",
+            self.pki.clientDescription(server.port),
+            "--cafile",
+            self.pki.caCert,
+            stdin=data,
+        )
+        self.assertEqual((good.status, good.err), (0, b""))
+        self.assertTrue(good.out == data, "the echo differs")
+
+        refused = runClientSync(
+            "--connect",
+            self.pki.clientDescription(server.port, withCertificate=None),
+            "--cafile",
+            self.pki.caCert,
+            stdin=b"let me in",
+        )
+        self.assertEqual(refused.status, 1)
+        self.assertEqual(refused.out, b"")
+        self.assertEqual(len(refused.errLines()), 1, refused.err)
+        self.assertIn("TLS:", refused.errLines()[0])
+
+        # The server logged the refusal with the client's address and why.
+        waitFor(lambda: "tls-no-certificate" in server.stdout(), 5, "the refusal in the log")
+        log = server.stdout()
+        self.assertRegex(log, r"refused 127\.0\.0\.1:\d+ on ssl:.*: tls-no-certificate")
+        self.assertEqual(log.count(" connected to ssl:"), 1)
+
+    def test_serverNotTrusted(self) -> None:
+        """The client checks the server against --cafile only."""
+        server = self.startMutual()
+        result = runClientSync(
+            "--connect",
+            self.pki.clientDescription(server.port),
+            "--cafile",
+            self.pki.rogueCA,
+            stdin=b"x",
+        )
+        self.assertEqual(result.status, 1)
+        self.assertIn("TLS: certificate verify failed", result.err.decode())
+
+    def test_plainTextToATLSPort(self) -> None:
+        server = startServer(self, "--listen", self.pki.serverDescription())
+        s = connect((LOOPBACK, server.port))
+        s.sendall(b"hello, is this TLS?\r\n\r\n")
+        answer = readUntil(s, 1 << 16)
+        s.close()
+        self.assertNotIn(b"hello", answer)
+        waitFor(lambda: "tls-handshake-failed" in server.stdout(), 5, "the refusal in the log")
+        self.assertRegex(
+            server.stdout(), r"refused 127\.0\.0\.1:\d+ on ssl:.*: tls-handshake-failed"
+        )
+
+    def test_clientUsageErrors(self) -> None:
+        for args, message in (
+            (["--cafile", self.pki.caCert, LOOPBACK, "7"], "--cafile goes with --connect tls:"),
+            (["--connect", "tls:127.0.0.1:7", "--cafile", "/nonexistent.pem"], "cannot read"),
+            (["--connect", "tcp:127.0.0.1:7", "--cafile", self.pki.caCert], "--cafile goes with"),
+        ):
+            result = runClientSync(*args)
+            self.assertEqual(result.status, 2, args)
+            self.assertEqual(len(result.errLines()), 1, result.err)
+            self.assertIn(message, result.errLines()[0])
+
+    def test_serverUsageErrors(self) -> None:
+        for args, message in (
+            (["--client-ca", self.pki.caCert], "--client-ca needs an ssl: --listen"),
+            (
+                ["--listen", self.pki.serverDescription(), "--client-ca", "/nonexistent.pem"],
+                "--client-ca: cannot read /nonexistent.pem",
+            ),
+        ):
+            result = runProcessSync(serverCommand(*args))
+            self.assertEqual(result.status, 2, result.err)
+            self.assertEqual(len(result.errLines()), 1, result.err)
+            self.assertIn(message, result.errLines()[0])
