@@ -57,12 +57,18 @@ from tcpproto.stats import ListenerStats
 
 #: Close reasons a connection records when it, not the peer, ends the connection.
 IDLE_TIMEOUT = "idle-timeout"
+MAX_LIFETIME = "max-lifetime"
 LINE_TOO_LONG = "line-too-long"
 SHUTDOWN = "shutdown"
 REPLIED_ONCE = "replied-once"
 
 #: Default idle timeout, in seconds.
 DEFAULT_IDLE_TIMEOUT = 300.0
+#: Default longest life of a connection, in seconds.  In raw framing every
+#: byte is answered, so a peer dripping one byte a second is never idle; this
+#: bounds how long it can hold a connection (a day: no real test runs that
+#: long on one connection, and operators can say 0 for never).
+DEFAULT_MAX_LIFETIME = 86400.0
 
 # The idle timer wakes this many times per timeout period, so an idle
 # connection is closed after between 1 and 1 + 1/_IDLE_CHECKS periods of
@@ -155,6 +161,7 @@ class ServerConnection(Protocol):
     _reader: IPushProducer | None = None
     _tlsWrite: Callable[[bytes], None] | None = None
     _idleCall: IDelayedCall | None = None
+    _lifetimeCall: IDelayedCall | None = None
     _idleMark: int = -1
     _idleStrikes: int = 0
     _resumes: int = 0
@@ -184,6 +191,8 @@ class ServerConnection(Protocol):
             self._idleCall = factory.clock.callLater(
                 factory.idleTimeout / _IDLE_CHECKS, self._checkIdle
             )
+        if factory.maxLifetime > 0:
+            self._lifetimeCall = factory.clock.callLater(factory.maxLifetime, self._lifetimeOver)
 
     # -- sending --------------------------------------------------------
 
@@ -276,14 +285,26 @@ class ServerConnection(Protocol):
     # -- the end ----------------------------------------------------------
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self._idleCall is not None:
-            if self._idleCall.active():
-                self._idleCall.cancel()
-            self._idleCall = None
+        for call in (self._idleCall, self._lifetimeCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._idleCall = self._lifetimeCall = None
         self._sock = None
         self.factory._connectionLost(self, reason)
 
-    # -- idle timeout -----------------------------------------------------
+    # -- timeouts ---------------------------------------------------------
+
+    def _lifetimeOver(self) -> None:
+        self._lifetimeCall = None
+        self.factory.log.info(
+            "{peer} open for {lifetime}s: closing",
+            event="lifetime",
+            peer=self.peer,
+            listener=self.factory.listener,
+            mode=self.factory.mode,
+            lifetime=self.factory.maxLifetime,
+        )
+        self.closeBecause(MAX_LIFETIME)
 
     def _checkIdle(self) -> None:
         # Activity is an answer: a byte handed out for the peer, or our output
@@ -322,6 +343,8 @@ class ServerFactory(_TwistedServerFactory):
     :param idleTimeout: seconds without an answer (no traffic either way,
         or input that completes no message) after which a connection is
         closed (0 disables).
+    :param maxLifetime: seconds after which any connection is closed, busy
+        or not (0: no limit); bounds a peer that drips a byte at a time.
     :param limits: a :class:`~tcpproto.limits.ConnectionLimits` to share
         with other factories (one server, several listeners); when ``None``
         one is made from ``maxConnections``, ``maxPerPeer`` and ``allow``.
@@ -345,6 +368,7 @@ class ServerFactory(_TwistedServerFactory):
         self,
         *,
         idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
+        maxLifetime: float = DEFAULT_MAX_LIFETIME,
         limits: ConnectionLimits | None = None,
         maxConnections: int = 10000,
         maxPerPeer: int = 0,
@@ -355,12 +379,15 @@ class ServerFactory(_TwistedServerFactory):
     ) -> None:
         if idleTimeout < 0:
             raise ValueError("idleTimeout must be 0 (disabled) or positive")
+        if maxLifetime < 0:
+            raise ValueError("maxLifetime must be 0 (no limit) or positive")
         if clock is None:
             from twisted.internet import reactor
 
             clock = cast(IReactorTime, reactor)
         self.clock = clock
         self.idleTimeout = idleTimeout
+        self.maxLifetime = maxLifetime
         self.limits = (
             limits
             if limits is not None

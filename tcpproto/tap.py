@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from tcpproto import haproxy
-from tcpproto.connection import DEFAULT_IDLE_TIMEOUT, ServerFactory
+from tcpproto.connection import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, ServerFactory
 from tcpproto.echo import FRAMINGS, LINE, RAW, EchoFactory
 from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH
 from tcpproto.limits import ConnectionLimits, parseNetwork
@@ -127,6 +127,14 @@ class Options(usage.Options):
             "Close a connection after this many seconds without an answer: no traffic "
             "either way, or input that completes no line (0: never).",
             _nonNegativeFloat("idle-timeout"),
+        ],
+        [
+            "max-lifetime",
+            None,
+            DEFAULT_MAX_LIFETIME,
+            "Close any connection open this many seconds, busy or not (0: never); "
+            "bounds a peer dripping a byte at a time.",
+            _nonNegativeFloat("max-lifetime"),
         ],
         [
             "shutdown-timeout",
@@ -243,6 +251,7 @@ def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") 
     """The protocol factory ``options`` ask for, sharing ``limits``."""
     common: dict[str, Any] = dict(
         idleTimeout=options["idle-timeout"],
+        maxLifetime=options["max-lifetime"],
         limits=limits,
         listener=listener,
         maxLineLength=options["max-line-length"],

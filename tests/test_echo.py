@@ -269,7 +269,7 @@ class IdleTimeoutTests(SynchronousTestCase):
 
     def test_disabled(self) -> None:
         clock = Clock()
-        _, transport = connect(EchoFactory(idleTimeout=0, clock=clock))
+        _, transport = connect(EchoFactory(idleTimeout=0, maxLifetime=0, clock=clock))
         self.assertEqual(clock.getDelayedCalls(), [])
         clock.advance(10**6)
         self.assertFalse(transport.disconnecting)

@@ -1,0 +1,72 @@
+"""The maximum lifetime: a connection that is never idle still ends."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
+from tcpproto.connection import DEFAULT_MAX_LIFETIME, MAX_LIFETIME
+from tcpproto.tap import Options, makeFactory
+from tests.support import LogCapture
+
+PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+def connect(factory: EchoFactory | ThankYouFactory) -> tuple[ServerConnection, StringTransport]:
+    proto = factory.buildProtocol(PEER)
+    assert isinstance(proto, ServerConnection)
+    transport = StringTransport(peerAddress=PEER)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+class MaxLifetimeTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.log = LogCapture.install(self)
+        self.clock = Clock()
+
+    def test_dripIsClosedAtLifetime(self) -> None:
+        """A peer echoing a byte a second is never idle, but is closed at its lifetime."""
+        factory = EchoFactory(idleTimeout=4, maxLifetime=60, clock=self.clock)
+        proto, transport = connect(factory)
+        for second in range(1, 60):
+            self.clock.advance(1)
+            proto.dataReceived(b"x")
+            self.assertFalse(transport.disconnecting, f"closed after {second}s")
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.closeReason, MAX_LIFETIME)
+        # What was answered before is still sent: a graceful close, not a reset.
+        self.assertEqual(transport.value(), b"x" * 59)
+        [event] = self.log.withEvent("lifetime")
+        self.assertEqual(event["lifetime"], 60)
+        self.assertEqual(event["peer"], "127.0.0.1:40000")
+
+    def test_timerCancelledOnClose(self) -> None:
+        proto, _ = connect(ThankYouFactory(idleTimeout=0, maxLifetime=5, clock=self.clock))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_disabled(self) -> None:
+        _, transport = connect(EchoFactory(idleTimeout=0, maxLifetime=0, clock=self.clock))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10 * DEFAULT_MAX_LIFETIME)
+        self.assertFalse(transport.disconnecting)
+
+    def test_negativeRefused(self) -> None:
+        self.assertRaises(ValueError, EchoFactory, maxLifetime=-1, clock=self.clock)
+
+    def test_option(self) -> None:
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["max-lifetime"], DEFAULT_MAX_LIFETIME)
+        options = Options()
+        options.parseOptions(["--max-lifetime", "30"])
+        factory = makeFactory(options, EchoFactory(clock=self.clock).limits)
+        self.assertEqual(factory.maxLifetime, 30.0)
