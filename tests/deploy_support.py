@@ -17,6 +17,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -276,9 +277,18 @@ def waitFor(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 # -- socket activation ------------------------------------------------------
 
-#: Puts the descriptor named by $1 at 3 (where systemd puts the first one),
-#: sets LISTEN_PID to the pid that exec keeps, and runs the rest.
-_ACTIVATE = 'fd=$1; shift; [ "$fd" = 3 ] || eval "exec 3<&$fd $fd<&-"; LISTEN_PID=$$ exec "$@"'
+#: Puts the descriptor named by argv[1] at 3 (where systemd puts the first
+#: one), sets LISTEN_PID to its own pid (which exec keeps) and runs the rest.
+#: (In Python: sh cannot redirect descriptors above 9.)
+_ACTIVATE = (
+    "import os, sys\n"
+    "fd = int(sys.argv[1])\n"
+    "if fd != 3:\n"
+    "    os.dup2(fd, 3)\n"
+    "    os.close(fd)\n"
+    "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 class SocketActivatedServer(ServerProcess):
@@ -309,7 +319,7 @@ class SocketActivatedServer(ServerProcess):
         env.pop("LISTEN_PID", None)
         with open(self.outPath, "wb") as out, open(self.errPath, "wb") as err:
             self.process = subprocess.Popen(
-                ["/bin/sh", "-c", _ACTIVATE, "sh", str(fd), *self.command],
+                [sys.executable, "-c", _ACTIVATE, str(fd), *self.command],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
