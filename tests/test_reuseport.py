@@ -1,23 +1,29 @@
 """
 ``SO_REUSEPORT``: several listeners, and several ``twistd tcpecho``
-processes, on one port.
+processes, on one port; and ``--prefix``, which tells them apart.
 """
 
 from __future__ import annotations
 
+import io
 import socket
+import sys
 from typing import Any, cast
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
+from tcpproto import tap
 from tcpproto.client import exchange
 from tcpproto.echo import EchoFactory
+from tcpproto.limits import ConnectionLimits
 from tcpproto.reuseport import (
     ReusePortReactor,
     ReusePortTCP4ServerEndpoint,
@@ -198,3 +204,44 @@ class TwoProcessesTests(_Skip, SynchronousTestCase):
         status = second.wait()
         self.assertEqual(status, 1)
         self.assertIn("Address already in use", second.output())
+
+
+class PrefixOptionTests(SynchronousTestCase):
+    """``--prefix``: each echoed line says which instance answered."""
+
+    def parse(self, *args: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(args))
+        return options
+
+    def refused(self, *args: str) -> str:
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit) as caught:
+            self.parse(*args)
+        self.assertEqual(caught.exception.code, 2)
+        return err.getvalue()
+
+    def test_prefixesEachLine(self) -> None:
+        options = self.parse("--framing", "line", "--prefix", "echo-1")
+        factory = tap.makeFactory(options, ConnectionLimits())
+        proto = factory.buildProtocol(IPv4Address("TCP", LOOPBACK, 40000))
+        assert proto is not None
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(b"one\ntwo\r\nthr")
+        cast(Any, proto).readConnectionLost()
+        self.assertEqual(transport.value(), b"echo-1 one\necho-1 two\r\necho-1 thr")
+
+    def test_needsLineFramingAndEcho(self) -> None:
+        for args in (
+            ("--prefix", "x"),
+            ("--prefix", "x", "--framing", "raw"),
+            ("--prefix", "x", "--framing", "line", "--mode", "thankyou"),
+        ):
+            self.assertIn("--prefix needs --mode echo with --framing line", self.refused(*args))
+
+    def test_notEmpty(self) -> None:
+        self.assertIn(
+            "--prefix must not be empty", self.refused("--framing", "line", "--prefix", "")
+        )
