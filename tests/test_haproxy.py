@@ -55,6 +55,7 @@ from tests.support import (
     LOOPBACK,
     HalfCloseableStringTransport,
     LogCapture,
+    ServerProcess,
     shortTempDir,
     startServer,
 )
@@ -177,7 +178,9 @@ class WrapperTests(SynchronousTestCase):
         self.assertEqual(self.refusals(), [("127.0.0.1:5000", PROXY_HEADER_TIMEOUT)])
 
     def test_headerInTimeCancelsTheTimer(self) -> None:
-        wrapper, transport = self.connect(EchoFactory(clock=self.clock, idleTimeout=0))
+        wrapper, transport = self.connect(
+            EchoFactory(clock=self.clock, idleTimeout=0, maxLifetime=0)
+        )
         wrapper.dataReceived(proxyV1(CLIENT, SERVER))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(HEADER_TIMEOUT * 2)
@@ -399,19 +402,19 @@ class HAProxyTests(SynchronousTestCase):
         waitFor(listening, 10, "haproxy to listen")
         return process
 
-    def test_failover(self) -> None:
-        """
-        Kill one instance mid-run: its clients are cut, the others' connections
-        carry on with every byte, and new connections all go to the survivor.
-        """
-        started = time.monotonic()
-        common = ["--framing", "line", "--listen", f"haproxy:tcp:0:interface={LOOPBACK}"]
+    def startPair(self, *extra: str) -> tuple[ServerProcess, ServerProcess, int]:
+        """Instances A and B (line echo, prefixed A or B) behind HAProxy."""
+        common = ["--framing", "line", "--listen", f"haproxy:tcp:0:interface={LOOPBACK}", *extra]
         a = startServer(self, *common, "--prefix", "A")
         b = startServer(self, *common, "--prefix", "B")
         frontend = freePort()
         self.startHAProxy(frontend, [a.port, b.port])
+        return a, b, frontend
 
-        # Six clients through HAProxy; leastconn spreads them over both.
+    def openClients(
+        self, a: ServerProcess, b: ServerProcess, frontend: int
+    ) -> tuple[list[socket.socket], list[bytes]]:
+        """Six clients through HAProxy, with traffic; which instance has each."""
         clients = [connect((LOOPBACK, frontend)) for _ in range(6)]
         owners: list[bytes] = []
         for i, s in enumerate(clients):
@@ -421,8 +424,8 @@ class HAProxyTests(SynchronousTestCase):
             self.assertIn(answer[:2], (b"A ", b"B "), answer)
             self.assertEqual(answer[2:], sent)
             owners.append(answer[:1])
+        # leastconn spreads them over both.
         self.assertEqual(sorted(set(owners)), [b"A", b"B"])
-
         # Each instance logged its clients' real addresses (PROXY v2 from HAProxy).
         expected = [
             (f"{LOOPBACK}:{s.getsockname()[1]} connected", a if owner == b"A" else b)
@@ -433,12 +436,28 @@ class HAProxyTests(SynchronousTestCase):
             5,
             f"each client's own address in its instance's log: {expected}",
         )
-
-        # Traffic on every connection, then A dies.
         for i, (s, owner) in enumerate(zip(clients, owners, strict=True)):
             sent, echoed = _lines(owner, f"c{i}", 1, 100)
             s.sendall(sent)
             self.assertEqual(readUntil(s, len(echoed)), echoed)
+        return clients, owners
+
+    def assertNewConnectionsReachB(self, frontend: int) -> None:
+        """New connections all reach B, even before HAProxy's checks take A out
+        (redispatch), each with its whole echo."""
+        for i in range(6):
+            sent, echoed = _lines(b"B", f"n{i}", 0, 500)
+            answer = halfCloseExchange(connect((LOOPBACK, frontend)), sent)
+            self.assertEqual(answer, echoed)
+
+    def test_failover(self) -> None:
+        """
+        Kill one instance mid-run: its clients are cut, the others' connections
+        carry on with every byte, and new connections all go to the survivor.
+        """
+        started = time.monotonic()
+        a, b, frontend = self.startPair()
+        clients, owners = self.openClients(a, b, frontend)
         a.kill()
 
         # A's clients are cut; B's carry on: 5000 more lines each, half-close,
@@ -454,11 +473,23 @@ class HAProxyTests(SynchronousTestCase):
             self.assertEqual(halfCloseExchange(s, sent), echoed)
             survivors += 1
         self.assertEqual(survivors, owners.count(b"B"))
+        self.assertNewConnectionsReachB(frontend)
+        self.assertLess(time.monotonic() - started, 60)
 
-        # New connections all reach B, even before HAProxy's checks mark A
-        # down (redispatch), each with its whole echo.
-        for i in range(6):
-            sent, echoed = _lines(b"B", f"n{i}", 0, 500)
-            answer = halfCloseExchange(connect((LOOPBACK, frontend)), sent)
-            self.assertEqual(answer, echoed)
+    def test_gracefulStop(self) -> None:
+        """
+        Stop one instance with SIGTERM mid-run: it takes no new connection but
+        finishes its open ones, so no client loses a byte; then it exits 0.
+        """
+        started = time.monotonic()
+        a, b, frontend = self.startPair("--shutdown-timeout", "30")
+        clients, owners = self.openClients(a, b, frontend)
+        assert a.process is not None
+        a.process.send_signal(signal.SIGTERM)
+        waitFor(lambda: "stopped listening" in a.stdout(), 10, "A to stop listening")
+        self.assertNewConnectionsReachB(frontend)
+        for i, (s, owner) in enumerate(zip(clients, owners, strict=True)):
+            sent, echoed = _lines(owner, f"c{i}", 101, 5000)
+            self.assertEqual(halfCloseExchange(s, sent), echoed)
+        self.assertEqual(a.wait(), 0)
         self.assertLess(time.monotonic() - started, 60)

@@ -310,6 +310,7 @@ class IdleTimeoutTests(SynchronousTestCase):
 
     def factory(self, **kwargs: object) -> tuple[EchoFactory, Clock]:
         clock = Clock()
+        kwargs.setdefault("maxLifetime", 0)  # only the idle timer here
         return EchoFactory(clock=clock, idleTimeout=self.timeout, **kwargs), clock  # type: ignore[arg-type]
 
     def test_silentConnectionClosed(self) -> None:
@@ -348,7 +349,7 @@ class IdleTimeoutTests(SynchronousTestCase):
 
     def test_zeroDisables(self) -> None:
         clock = Clock()
-        factory = EchoFactory(clock=clock, idleTimeout=0)
+        factory = EchoFactory(clock=clock, idleTimeout=0, maxLifetime=0)
         _, transport = connectTo(factory)
         self.assertEqual(clock.getDelayedCalls(), [])
         clock.advance(10 * DEFAULT_IDLE_TIMEOUT)
