@@ -53,6 +53,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tcpproto.limits import ConnectionLimits, IPAddress, Network, peerIP
+from tcpproto.ratelimit import RateLimitedLog
 from tcpproto.stats import ListenerStats
 
 #: Close reasons a connection records when it, not the peer, ends the connection.
@@ -222,11 +223,13 @@ class ServerConnection(Protocol):
 
     def send(self, data: bytes) -> None:
         """Send ``data`` to the peer, in order after everything sent before."""
-        self.bytesOut += len(data)
+        n = len(data)
+        self.bytesOut += n
         sock = self._sock
         if sock is not None:
-            # The write-through fast path: see _writeThroughSocket.
-            t = cast(tcp.Connection, self.transport)
+            # The write-through fast path: see _writeThroughSocket.  (No
+            # cast(): on this path it would be a function call per message.)
+            t: tcp.Connection = self.transport  # type: ignore[assignment]
             if (
                 t.connected
                 and not t._tempDataLen
@@ -239,9 +242,16 @@ class ServerConnection(Protocol):
                     # EAGAIN, or an error the transport will meet and report
                     # its own way when it writes what we hand it below.
                     sent = 0
-                if sent == len(data):
+                if sent == n:
                     return
                 data = data[sent:]
+                # The kernel's buffer is full: stop reading now, as the C
+                # server does, rather than read and buffer another chunk.
+                t.write(data)
+                if self._producing and not self.paused:
+                    t.producerPaused = True
+                    self.pauseProducing()
+                return
         if self._tlsWrite is not None:
             self._tlsWrite(data)
             return
@@ -422,8 +432,7 @@ class ServerFactory(_TwistedServerFactory):
         self.listener = listener
         self.noDelay = noDelay
         self.stats = ListenerStats()
-        self._refusalLogged: dict[str, float] = {}
-        self._refusalSuppressed: dict[str, int] = {}
+        self._refusalLog = RateLimitedLog(self.log, clock)
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
         """
@@ -451,26 +460,19 @@ class ServerFactory(_TwistedServerFactory):
         return None
 
     def _logRefusal(self, addr: IAddress, reason: str) -> None:
-        # One line per refusal is what an operator wants to read, until a
-        # flood makes the log the attack: then one line per second and reason,
-        # with the count of those not logged.
-        now = self.clock.seconds()
-        last = self._refusalLogged.get(reason)
-        if last is not None and now - last < 1.0:
-            self._refusalSuppressed[reason] = self._refusalSuppressed.get(reason, 0) + 1
-            return
-        self._refusalLogged[reason] = now
-        suppressed = self._refusalSuppressed.pop(reason, 0)
-        self.log.warn(
-            "refused {peer} on {listener}: {reason}"
-            + (" ({suppressed} more refused in the last second)" if suppressed else ""),
+        self._refusalLog.warn(
+            reason,
+            "refused {peer} on {listener}: {reason}",
             event="refused",
             peer=formatAddress(addr),
             listener=self.listener,
             mode=self.mode,
             reason=reason,
-            suppressed=suppressed,
         )
+
+    def stopFactory(self) -> None:
+        """The listener stopped: log the refusals still held back."""
+        self._refusalLog.stop()
 
     def _connectionMade(self, conn: ServerConnection) -> None:
         assert conn.transport is not None

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from tcpproto.connection import formatAddress
 from tcpproto.framing import terminator
 from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, Network, peerIP
+from tcpproto.ratelimit import RateLimitedLog
 from tcpproto.stats import ListenerStats
 from tcpproto.thankyou import DEFAULT_REPLY
 
@@ -145,10 +146,9 @@ class DatagramServer(DatagramProtocol):
         self.listener = listener
         self.clock = clock
         self.stats = ListenerStats()
-        self._logged: dict[str, float] = {}
+        self._limitedLog = RateLimitedLog(self.log, clock)
         self._allowed: dict[str, bool] = {}
         self._allowedFor: tuple[Network, ...] = ()
-        self._suppressed: dict[str, int] = {}
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         host: str = addr[0]
@@ -214,24 +214,12 @@ class DatagramServer(DatagramProtocol):
         )
 
     def _logLimited(self, key: str, message: str, **fields: Any) -> None:
-        # As for TCP refusals: one line per event until a flood would make
-        # the log the attack, then one per second and key, with a count.
-        now = self.clock.seconds()
-        last = self._logged.get(key)
-        if last is not None and now - last < 1.0:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        self._logged[key] = now
-        suppressed = self._suppressed.pop(key, 0)
-        if suppressed:
-            message += " ({suppressed} more in the last second)"
-        self.log.warn(
-            message,
-            listener=self.listener,
-            mode=self.mode,
-            suppressed=suppressed,
-            **fields,
-        )
+        # As for TCP refusals: a flood must not make the log the attack.
+        self._limitedLog.warn(key, message, listener=self.listener, mode=self.mode, **fields)
+
+    def stopProtocol(self) -> None:
+        """The port closed: log what is held back."""
+        self._limitedLog.stop()
 
 
 class DatagramService(UDPServer):

@@ -272,20 +272,48 @@ class FactoryAdmissionTests(SynchronousTestCase):
         self.assertEqual(factory.stats.refused[NOT_ALLOWED], 1)
 
     def test_refusalLogRateLimited(self) -> None:
-        """A flood of refusals is one log line per second and reason, with a count."""
+        """
+        A flood of refusals is one log line per second and reason: the first
+        at once, then the last of each second with the count of the others.
+        Every refusal is logged or counted, even when the flood stops.
+        """
         log = LogCapture.install(self)
         clock = Clock()
-        factory = EchoFactory(clock=clock, maxConnections=1)
+        factory = EchoFactory(clock=clock, maxConnections=1, idleTimeout=0, maxLifetime=0)
         connectTo(factory)
         for port in range(100):
             self.assertIsNone(factory.buildProtocol(v4("127.0.0.9", port)))
         self.assertEqual(len(log.withEvent("refused")), 1)
-        clock.advance(1.5)
-        self.assertIsNone(factory.buildProtocol(v4("127.0.0.9", 200)))
+        clock.advance(1.0)  # the flood stopped: its last second is reported
         events = log.withEvent("refused")
-        self.assertEqual(len(events), 2)
-        self.assertEqual(events[1]["suppressed"], 99)
-        self.assertEqual(factory.stats.refused[MAX_CONNECTIONS], 101)
+        self.assertEqual(
+            [(e["peer"], e["suppressed"]) for e in events],
+            [("127.0.0.9:0", 0), ("127.0.0.9:99", 98)],
+        )
+        self.assertIsNone(factory.buildProtocol(v4("127.0.0.9", 200)))
+        self.assertIsNone(factory.buildProtocol(v4("127.0.0.9", 201)))
+        self.assertEqual(len(log.withEvent("refused")), 2)  # within the next second
+        clock.advance(1.0)
+        events = log.withEvent("refused")
+        self.assertEqual(
+            [(e["peer"], e["suppressed"]) for e in events[2:]], [("127.0.0.9:201", 1)]
+        )
+        self.assertEqual(factory.stats.refused[MAX_CONNECTIONS], 102)
+        self.assertEqual(1 + sum(1 + e["suppressed"] for e in events[1:]), 102)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_refusalsHeldBackAreLoggedOnStop(self) -> None:
+        """Stopping the listener logs the refusals still held back; no timer is left."""
+        log = LogCapture.install(self)
+        clock = Clock()
+        factory = EchoFactory(clock=clock, maxConnections=1, idleTimeout=0, maxLifetime=0)
+        factory.doStart()  # as a listening port does
+        connectTo(factory)
+        for port in range(3):
+            factory.buildProtocol(v4("127.0.0.9", port))
+        factory.doStop()
+        self.assertEqual([e["suppressed"] for e in log.withEvent("refused")], [0, 1])
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_thankYouBusyLine(self) -> None:
         """Thank-you mode tells a peer refused for load that it is busy, then closes."""

@@ -163,10 +163,14 @@ class DatagramServerTests(SynchronousTestCase):
         for _ in range(5):
             server.datagramReceived(b"x", PEER)
         self.assertEqual(len(log.withEvent("refused")), 1)
-        clock.advance(1.5)
-        server.datagramReceived(b"x", PEER)
+        clock.advance(1.5)  # the last of the held-back four, with the other three
+        server.datagramReceived(b"x", PEER)  # within the second after that line
         events = log.withEvent("refused")
-        self.assertEqual([e["suppressed"] for e in events], [0, 4])
+        self.assertEqual([e["suppressed"] for e in events], [0, 3])
+        server.stopProtocol()
+        events = log.withEvent("refused")
+        self.assertEqual([e["suppressed"] for e in events], [0, 3, 0])
+        self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(server.stats.refused[NOT_ALLOWED], 6)
 
     def test_sendFailure(self) -> None:
