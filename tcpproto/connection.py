@@ -245,8 +245,13 @@ class ServerConnection(Protocol):
                 if sent == n:
                     return
                 data = data[sent:]
-                # The kernel's buffer is full: stop reading now, as the C
-                # server does, rather than read and buffer another chunk.
+                # The kernel's send buffer is full: buffer the rest and stop
+                # reading now, as the C server does, instead of reading (and
+                # buffering) up to another 64 KiB before the transport's
+                # high-water mark pauses us.  producerPaused is how the
+                # transport knows to resume us once its buffer has drained.
+                # Measured: 1,000 peers that never read cost 33-42 KiB each
+                # instead of 88 KiB (benchmarks/RESULTS.md).
                 t.write(data)
                 if self._producing and not self.paused:
                     t.producerPaused = True
