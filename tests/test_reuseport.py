@@ -16,6 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
@@ -225,6 +226,7 @@ class PrefixOptionTests(SynchronousTestCase):
     def test_prefixesEachLine(self) -> None:
         options = self.parse("--framing", "line", "--prefix", "echo-1")
         factory = tap.makeFactory(options, ConnectionLimits())
+        factory.clock = Clock()  # no timers on the global reactor
         proto = factory.buildProtocol(IPv4Address("TCP", LOOPBACK, 40000))
         assert proto is not None
         transport = StringTransport()
