@@ -55,25 +55,44 @@ class ListenerService(StreamServerEndpointService):
         try:
             super().privilegedStartService()  # type: ignore[no-untyped-call]
         except (CannotListenError, OSError) as e:
-            # A user mistake (port in use, no permission, no such directory):
-            # one line and a non-zero exit, no traceback.
-            cause = e.socketError if isinstance(e, CannotListenError) else e
-            why = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
-            raise SystemExit(
-                f"twistd tcpecho: error: cannot listen on {self.description!r}: {why}"
-            ) from None
+            raise cannotListen(self.description, e) from None
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
-        log.info(
-            "listening on {address} ({listener})",
-            event="listening",
-            address=formatAddress(port.getHost()),
-            listener=self.description,
-        )
+        announceListening(port, self.description)
         return port
+
+
+def cannotListen(description: str, e: Exception) -> SystemExit:
+    """
+    The exit for a listener that cannot listen: a user mistake (port in use,
+    no permission, no such directory) gets one line and status 1, no traceback.
+    """
+    cause = e.socketError if isinstance(e, CannotListenError) else e
+    why = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
+    return SystemExit(f"twistd tcpecho: error: cannot listen on {description!r}: {why}")
+
+
+def announceListening(port: IListeningPort, description: str) -> None:
+    """
+    Log where ``port`` listens, once the reactor runs.
+
+    The line is the server's "ready" signal (operators and tests wait for it,
+    and learn the port of ``tcp:0`` from it), so it waits until the reactor
+    runs and :class:`ServerService`'s signal handlers are in place: a SIGTERM
+    right after it is then a graceful shutdown, not a crash at start-up.
+    """
+    from twisted.internet import reactor
+
+    cast(IReactorCore, reactor).callWhenRunning(
+        log.info,
+        "listening on {address} ({listener})",
+        event="listening",
+        address=formatAddress(port.getHost()),
+        listener=description,
+    )
 
 
 class ServerService(MultiService):
@@ -113,12 +132,23 @@ class ServerService(MultiService):
         #: How many connections the last shutdown had to abort.
         self.aborted = 0
         self._signals = 0
+        self._handlersRequested = False
         self._cutNow = False
         self._waiting: Deferred[None] | None = None
 
+    def privilegedStartService(self) -> None:
+        # Ask for our signal handlers before the listeners start, so that
+        # they are installed before the listeners announce themselves.
+        self._requestSignalHandlers()
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+
     def startService(self) -> None:
+        self._requestSignalHandlers()
         super().startService()  # type: ignore[no-untyped-call]
-        if self.handleSignals:
+
+    def _requestSignalHandlers(self) -> None:
+        if self.handleSignals and not self._handlersRequested:
+            self._handlersRequested = True
             reactor = cast(IReactorCore, self.clock)
             reactor.callWhenRunning(self._installSignalHandlers)
 

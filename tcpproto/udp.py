@@ -38,6 +38,7 @@ from tcpproto.connection import formatAddress
 from tcpproto.framing import terminator
 from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, Network, peerIP
 from tcpproto.ratelimit import RateLimitedLog
+from tcpproto.service import announceListening, cannotListen
 from tcpproto.stats import ListenerStats
 from tcpproto.thankyou import DEFAULT_REPLY
 
@@ -249,19 +250,10 @@ class DatagramService(UDPServer):
         try:
             super().privilegedStartService()  # type: ignore[no-untyped-call]
         except (error.CannotListenError, OSError) as e:
-            cause = e.socketError if isinstance(e, error.CannotListenError) else e
-            why = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
-            raise SystemExit(
-                f"twistd tcpecho: error: cannot listen on {self.protocol.listener!r}: {why}"
-            ) from None
+            raise cannotListen(self.protocol.listener, e) from None
 
     def _getPort(self) -> IListeningPort:
         port = cast(IListeningPort, super()._getPort())  # type: ignore[no-untyped-call]
         self.port = port
-        log.info(
-            "listening on {address} ({listener})",
-            event="listening",
-            address=formatAddress(port.getHost()),
-            listener=self.protocol.listener,
-        )
+        announceListening(port, self.protocol.listener)
         return port

@@ -9,6 +9,7 @@ import sys
 from twisted.application.service import IService
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcpproto import ConnectionLimits, EchoFactory, ThankYouFactory
@@ -143,7 +144,8 @@ class MakeServiceTests(SynchronousTestCase):
 class ListenerServiceTests(TestCase):
     """A listener says where it listens, and fails in one line when it cannot."""
 
-    def test_logsBoundAddress(self) -> None:
+    async def test_logsBoundAddress(self) -> None:
+        """The bound address is logged once the reactor runs (the "ready" line)."""
         log = LogCapture.install(self)
         service = ListenerService(serverFromString(reactor, LOCAL_TCP), EchoFactory(), LOCAL_TCP)
         service.privilegedStartService()
@@ -151,6 +153,7 @@ class ListenerServiceTests(TestCase):
         assert service.port is not None
         port = service.port.getHost().port  # type: ignore[attr-defined]
         self.assertNotEqual(port, 0)
+        await deferLater(reactor, 0, lambda: None)
         [event] = log.withEvent("listening")
         self.assertEqual(event["address"], f"{LOOPBACK}:{port}")
         self.assertEqual(event["listener"], LOCAL_TCP)

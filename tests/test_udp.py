@@ -299,6 +299,7 @@ class DatagramServiceTests(TestCase):
         server = DatagramServer(listener="udp:test")
         port = self.startService(server)
         address = (LOOPBACK, port.getHost().port)  # type: ignore[attr-defined]
+        await deferLater(_reactor, 0, lambda: None)  # announced once the reactor runs
         [listening] = log.withEvent("listening")
         self.assertEqual(listening["address"], f"{LOOPBACK}:{address[1]}")
         self.assertEqual(listening["listener"], "udp:test")
