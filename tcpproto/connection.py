@@ -161,8 +161,6 @@ class ServerConnection(Protocol):
     _sock: socket.socket | None = None
     _reader: IPushProducer | None = None
     _tlsWrite: Callable[[bytes], None] | None = None
-    _idleCall: IDelayedCall | None = None
-    _lifetimeCall: IDelayedCall | None = None
     _idleMark: int = -1
     _idleStrikes: int = 0
     _resumes: int = 0
@@ -185,8 +183,6 @@ class ServerConnection(Protocol):
         self._sock = None
         self._reader = None
         self._tlsWrite = None
-        self._idleCall = None
-        self._lifetimeCall = None
         self._idleMark = -1
         self._idleStrikes = 0
         self._resumes = 0
@@ -212,12 +208,7 @@ class ServerConnection(Protocol):
         self._reader = _readingSide(transport)
         cast(IConsumer, transport).registerProducer(self, True)
         self._producing = True
-        if factory.idleTimeout > 0:
-            self._idleCall = factory.clock.callLater(
-                factory.idleTimeout / _IDLE_CHECKS, self._checkIdle
-            )
-        if factory.maxLifetime > 0:
-            self._lifetimeCall = factory.clock.callLater(factory.maxLifetime, self._lifetimeOver)
+        factory._timers.add(self)
 
     # -- sending --------------------------------------------------------
 
@@ -324,17 +315,13 @@ class ServerConnection(Protocol):
     # -- the end ----------------------------------------------------------
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for call in (self._idleCall, self._lifetimeCall):
-            if call is not None and call.active():
-                call.cancel()
-        self._idleCall = self._lifetimeCall = None
+        self.factory._timers.remove(self)
         self._sock = None
         self.factory._connectionLost(self, reason)
 
     # -- timeouts ---------------------------------------------------------
 
     def _lifetimeOver(self) -> None:
-        self._lifetimeCall = None
         self.factory.log.info(
             "{peer} open for {lifetime}s: closing",
             event="lifetime",
@@ -345,7 +332,8 @@ class ServerConnection(Protocol):
         )
         self.closeBecause(MAX_LIFETIME)
 
-    def _checkIdle(self) -> None:
+    def _checkIdle(self) -> bool:
+        """One idle check (see _ConnectionTimers); whether it closed the connection."""
         # Activity is an answer: a byte handed out for the peer, or our output
         # buffer draining.  Input alone does not count, so a peer trickling a
         # line that never completes (slowloris) or talking on after the
@@ -359,7 +347,6 @@ class ServerConnection(Protocol):
         else:
             self._idleStrikes += 1
         if self._idleStrikes >= _IDLE_CHECKS:
-            self._idleCall = None
             self.factory.log.info(
                 "{peer} idle for {timeout}s: closing",
                 event="idle",
@@ -369,10 +356,75 @@ class ServerConnection(Protocol):
                 timeout=self.factory.idleTimeout,
             )
             self.abort(IDLE_TIMEOUT)
+            return True
+        return False
+
+
+class _ConnectionTimers:
+    """
+    The idle timeout and the maximum lifetime of one factory's connections:
+    two DelayedCalls for all of them, not two per connection.
+
+    A DelayedCall (with its bound method) costs about 0.45 KiB; two per
+    connection were a third of what an idle connection costs.  Instead the
+    idle check sweeps every connection ``_IDLE_CHECKS`` times per timeout
+    (closing after 1 to 1.25 timeouts of silence, as a per-connection timer
+    did), and the lifetime call wakes when the oldest connection is due:
+    connections are kept in the order they were made, which is the order
+    they expire in.  A sweep costs well under a microsecond per connection.
+    """
+
+    def __init__(self, factory: ServerFactory) -> None:
+        self._factory = factory
+        #: Open connections, oldest first (a dict: ordered, O(1) removal).
+        self._conns: dict[ServerConnection, None] = {}
+        #: Those told their lifetime is over, still open: swept for idleness
+        #: (a peer that does not read what is left is cut by the idle timeout).
+        self._ending: dict[ServerConnection, None] = {}
+        self._sweepCall: IDelayedCall | None = None
+        self._lifetimeCall: IDelayedCall | None = None
+
+    def add(self, conn: ServerConnection) -> None:
+        f = self._factory
+        if f.idleTimeout <= 0 and f.maxLifetime <= 0:
             return
-        self._idleCall = self.factory.clock.callLater(
-            self.factory.idleTimeout / _IDLE_CHECKS, self._checkIdle
-        )
+        self._conns[conn] = None
+        if f.idleTimeout > 0 and self._sweepCall is None:
+            self._sweepCall = f.clock.callLater(f.idleTimeout / _IDLE_CHECKS, self._sweep)
+        if f.maxLifetime > 0 and self._lifetimeCall is None:
+            due = conn.started + f.maxLifetime - f.clock.seconds()
+            self._lifetimeCall = f.clock.callLater(max(due, 0.0), self._lifetimeOver)
+
+    def remove(self, conn: ServerConnection) -> None:
+        self._conns.pop(conn, None)
+        self._ending.pop(conn, None)
+        if not self._conns and not self._ending:
+            for call in (self._sweepCall, self._lifetimeCall):
+                if call is not None and call.active():
+                    call.cancel()
+            self._sweepCall = self._lifetimeCall = None
+
+    def _sweep(self) -> None:
+        self._sweepCall = None
+        for conn in [*self._conns, *self._ending]:
+            if conn._checkIdle():
+                self.remove(conn)
+        f = self._factory
+        if (self._conns or self._ending) and f.idleTimeout > 0:
+            self._sweepCall = f.clock.callLater(f.idleTimeout / _IDLE_CHECKS, self._sweep)
+
+    def _lifetimeOver(self) -> None:
+        self._lifetimeCall = None
+        f = self._factory
+        now = f.clock.seconds()
+        for conn in list(self._conns):
+            due = conn.started + f.maxLifetime
+            if due > now:
+                self._lifetimeCall = f.clock.callLater(due - now, self._lifetimeOver)
+                return
+            del self._conns[conn]
+            self._ending[conn] = None
+            conn._lifetimeOver()
 
 
 class ServerFactory(_TwistedServerFactory):
@@ -438,6 +490,7 @@ class ServerFactory(_TwistedServerFactory):
         self.noDelay = noDelay
         self.stats = ListenerStats()
         self._refusalLog = RateLimitedLog(self.log, clock)
+        self._timers = _ConnectionTimers(self)
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
         """
