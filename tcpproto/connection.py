@@ -171,7 +171,7 @@ class ServerConnection(Protocol):
         # here first, always in this order.  Assigned later instead (bytesIn
         # and bytesOut at the first read), they made CPython replace each
         # connection's compact shared-key attribute storage with a dict of
-        # its own: 0.8 KiB more per open connection (tracemalloc, 2,000
+        # its own: 0.65 KiB more per open connection (tracemalloc, 2,000
         # connections; see benchmarks/RESULTS.md).  New attributes go here too.
         self.bytesIn = 0
         self.bytesOut = 0
