@@ -421,6 +421,20 @@ class ExamplesAreCoveredTests(SynchronousTestCase):
             )
 
 
+class APIReferenceTests(SynchronousTestCase):
+    def test_everyModuleDocumented(self) -> None:
+        """docs/api.rst documents every public module of the package."""
+        with open(os.path.join(DOCS, "api.rst"), encoding="utf-8") as f:
+            documented = set(re.findall(r"(?m)^\.\. automodule:: (\S+)$", f.read()))
+        package = os.path.join(ROOT, "tcpproto")
+        modules = {
+            "tcpproto." + name[:-3]
+            for name in os.listdir(package)
+            if name.endswith(".py") and not name.startswith("_")
+        }
+        self.assertEqual(modules - documented, set())
+
+
 def _documentedOptions(source: str) -> dict[str, str]:
     """``--name`` -> the text of its ``.. option::`` entry, for ``twistd tcpecho``."""
     section = source.split(".. program:: twistd tcpecho", 1)[1].split(".. program::", 1)[0]
