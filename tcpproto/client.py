@@ -36,12 +36,13 @@ from twisted.internet.interfaces import (
     IProducer,
     IPushProducer,
     IReactorCore,
-    ISSLTransport,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from tcpproto.connection import halfCloseOrClose
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7788
@@ -99,17 +100,7 @@ class ClientProtocol(Protocol):
         self.halfClosed = True
         transport = self.transport
         assert transport is not None
-        # TLS has no half-close, and a TLS wrapper forwards unknown attributes
-        # to the TCP transport below it, whose FIN would cut TLS short.
-        loseWrite = (
-            None
-            if ISSLTransport.providedBy(transport)
-            else getattr(transport, "loseWriteConnection", None)
-        )
-        if loseWrite is None:
-            transport.loseConnection()
-        else:
-            loseWrite()
+        halfCloseOrClose(transport)
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)

@@ -43,7 +43,9 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IPushProducer,
     IReactorTime,
+    ISSLTransport,
     ITCPTransport,
+    ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.protocol import ServerFactory as _TwistedServerFactory
@@ -115,6 +117,26 @@ def _writeThroughSocket(transport: object) -> socket.socket | None:
             return None
     sock = getattr(transport, "socket", None)
     return sock if isinstance(sock, socket.socket) else None
+
+
+def halfCloseOrClose(transport: ITransport) -> None:
+    """
+    Send our FIN after what is buffered, and keep reading (a half-close).
+
+    Transports that cannot half-close (TLS) are closed instead, once what is
+    buffered has been sent.
+    """
+    # TLS has no half-close, and a TLS wrapper forwards unknown attributes to
+    # the TCP transport below it, whose FIN would cut TLS short.
+    loseWrite = (
+        None
+        if ISSLTransport.providedBy(transport)
+        else getattr(transport, "loseWriteConnection", None)
+    )
+    if loseWrite is None:
+        transport.loseConnection()
+    else:
+        loseWrite()
 
 
 def _readingSide(transport: object) -> IPushProducer | None:

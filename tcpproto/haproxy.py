@@ -56,7 +56,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
     ITransport,
 )
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 
 # The header parsers are Twisted's own (tested against HAProxy's
 # specification); the buffering and the wrapper around them are replaced.
@@ -67,6 +67,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from tcpproto.connection import ServerFactory, formatAddress
+from tcpproto.wrapping import FactoryWrapper
 
 #: The endpoint string prefix handled by :func:`serverFromString`.
 PREFIX = "haproxy:"
@@ -295,7 +296,7 @@ class ProxyProtocolWrapper(Protocol):
             self.wrapped.connectionLost(reason)
 
 
-class ProxyWrappingFactory(Factory):
+class ProxyWrappingFactory(FactoryWrapper):
     """
     Wraps a factory's connections in :class:`ProxyProtocolWrapper`.
 
@@ -303,7 +304,7 @@ class ProxyWrappingFactory(Factory):
     :param clock: the time source (the global reactor by default).
     """
 
-    noisy = False
+    layerName = "PROXY"
 
     def __init__(
         self,
@@ -311,26 +312,8 @@ class ProxyWrappingFactory(Factory):
         headerTimeout: float = HEADER_TIMEOUT,
         clock: IReactorTime | None = None,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
-        self.wrappedFactory = wrappedFactory
+        super().__init__(wrappedFactory, clock)
         self.headerTimeout = headerTimeout
-        self.clock = clock
-
-    def logPrefix(self) -> str:
-        inner = getattr(self.wrappedFactory, "logPrefix", None)
-        name = inner() if callable(inner) else type(self.wrappedFactory).__name__
-        return f"{name} (PROXY)"
-
-    def doStart(self) -> None:
-        self.wrappedFactory.doStart()
-        super().doStart()  # type: ignore[no-untyped-call]
-
-    def doStop(self) -> None:
-        self.wrappedFactory.doStop()
-        super().doStop()  # type: ignore[no-untyped-call]
 
     def buildProtocol(self, addr: IAddress) -> ProxyProtocolWrapper:  # type: ignore[override]
         # Admission waits for the header: the application's factory is asked

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 
 from tcpproto.connection import (
@@ -18,6 +17,7 @@ from tcpproto.connection import (
     REPLIED_ONCE,
     ServerConnection,
     ServerFactory,
+    halfCloseOrClose,
 )
 from tcpproto.echo import FRAMINGS, LINE, RAW
 from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH, LineBuffer, lineTooLongMessage, terminator
@@ -89,17 +89,7 @@ class ThankYouProtocol(ServerConnection):
             self._reader.resumeProducing()
         transport = self.transport
         assert transport is not None
-        # TLS has no half-close, and a TLS wrapper forwards unknown attributes
-        # to the TCP transport below it, whose FIN would cut TLS short.
-        loseWrite = (
-            None
-            if ISSLTransport.providedBy(transport)
-            else getattr(transport, "loseWriteConnection", None)
-        )
-        if loseWrite is None:
-            transport.loseConnection()
-        else:
-            loseWrite()
+        halfCloseOrClose(transport)
 
 
 class _BusyProtocol(Protocol):

@@ -50,7 +50,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import (
     Certificate,
     KeyPair,
@@ -65,6 +65,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 
 from tcpproto.connection import formatAddress
 from tcpproto.haproxy import logEarlyRefusal
+from tcpproto.wrapping import FactoryWrapper
 
 #: Seconds a client may take to complete the TLS handshake.
 HANDSHAKE_TIMEOUT = 10.0
@@ -238,10 +239,8 @@ class HandshakeGate(Protocol):
         self.factory.logDetail(peer, reason)
 
 
-class HandshakeGateFactory(Factory):
+class HandshakeGateFactory(FactoryWrapper):
     """Builds a :class:`HandshakeGate` around each of ``wrappedFactory``'s protocols."""
-
-    noisy = False
 
     def __init__(
         self,
@@ -249,18 +248,9 @@ class HandshakeGateFactory(Factory):
         handshakeTimeout: float = HANDSHAKE_TIMEOUT,
         clock: IReactorTime | None = None,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
-        self.wrappedFactory = wrappedFactory
+        super().__init__(wrappedFactory, clock)
         self.handshakeTimeout = handshakeTimeout
-        self.clock = clock
         self._lastDetail = float("-inf")
-
-    def logPrefix(self) -> str:
-        inner = getattr(self.wrappedFactory, "logPrefix", None)
-        return cast(str, inner()) if callable(inner) else type(self.wrappedFactory).__name__
 
     def logDetail(self, peer: IAddress, reason: Failure) -> None:
         """Log OpenSSL's words for a failed handshake, at most once a second."""
@@ -273,14 +263,6 @@ class HandshakeGateFactory(Factory):
             peer=formatAddress(peer),
             detail=failureReason(reason),
         )
-
-    def doStart(self) -> None:
-        self.wrappedFactory.doStart()
-        super().doStart()  # type: ignore[no-untyped-call]
-
-    def doStop(self) -> None:
-        self.wrappedFactory.doStop()
-        super().doStop()  # type: ignore[no-untyped-call]
 
     def buildProtocol(self, addr: IAddress) -> HandshakeGate:  # type: ignore[override]
         # Admission (access list, limits) before the costly handshake.
