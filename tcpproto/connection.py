@@ -302,8 +302,8 @@ class ServerConnection(Protocol):
         """Drop the connection now (RST), discarding what is buffered."""
         if self.closeReason is None:
             self.closeReason = reason
-        assert self.transport is not None
-        cast(ITCPTransport, self.transport).abortConnection()
+        if self.transport is not None:  # else not connected yet (in a TLS handshake)
+            cast(ITCPTransport, self.transport).abortConnection()
 
     # -- IPushProducer: flow control ------------------------------------
 
@@ -529,7 +529,19 @@ class ServerFactory(_TwistedServerFactory):
         p = self.protocol()
         p.factory = self
         p._ip = peerIP(addr)
+        # Counted from now, not from connectionMade: behind a TLS handshake
+        # or a PROXY header the connection is made later, and connections
+        # still in their handshake must count against the limits too.
+        self.limits.opened(p, p._ip)
         return p
+
+    def abandon(self, protocol: Protocol) -> None:
+        """
+        A protocol this factory built will never be connected (its TLS
+        handshake failed): give its place in the limits back.
+        """
+        if isinstance(protocol, ServerConnection) and protocol.transport is None:
+            self.limits.closed(protocol, protocol._ip)
 
     def refusalProtocol(self, reason: str) -> Protocol | None:
         """
@@ -557,7 +569,6 @@ class ServerFactory(_TwistedServerFactory):
     def _connectionMade(self, conn: ServerConnection) -> None:
         assert conn.transport is not None
         conn.peer = formatAddress(conn.transport.getPeer())
-        self.limits.opened(conn, conn._ip)
         self.stats.opened()
         self.log.info(
             "{peer} connected to {listener} ({mode})",

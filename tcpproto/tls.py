@@ -229,6 +229,9 @@ class HandshakeGate(Protocol):
             return
         if self.wrapped is None:
             return
+        abandon = getattr(self.factory.wrappedFactory, "abandon", None)
+        if abandon is not None:
+            abandon(self.wrapped)
         why = TLS_HANDSHAKE_TIMEOUT if self._timedOut else _refusalReason(reason)
         if why is None:
             return  # closed before finishing the handshake (a port probe): not worth a line

@@ -161,10 +161,28 @@ class GateTests(SynchronousTestCase):
         gate.makeConnection(transport)
         return gate, transport
 
+    def test_handshakesInFlightCountAgainstTheLimits(self) -> None:
+        """
+        A connection in its handshake holds its place: many handshakes at
+        once cannot go past --max-connections or --max-per-peer, and a failed
+        handshake gives its place back.
+        """
+        for limits in ({"maxConnections": 1}, {"maxPerPeer": 1}):
+            factory = EchoFactory(clock=self.clock, **limits)  # type: ignore[arg-type]
+            first, _ = self.gate(factory)
+            second, secondTransport = self.gate(factory)
+            self.assertIsNotNone(first.wrapped)
+            self.assertIsNone(second.wrapped)  # refused at accept, before any handshake
+            self.assertEqual(factory.limits.active, 1)
+            first.connectionLost(Failure(ConnectionDone()))  # the handshake never finished
+            self.assertEqual(factory.limits.active, 0)
+            third, _ = self.gate(factory)
+            self.assertIsNotNone(third.wrapped)
+
     def test_connectedAfterTheHandshakeOnly(self) -> None:
         gate, transport = self.gate()
         self.assertEqual(self.log.withEvent("open"), [])
-        self.assertEqual(self.factory.limits.active, 0)
+        self.assertEqual(self.factory.limits.active, 1)  # counted while in the handshake
         gate.handshakeCompleted()
         self.assertEqual([e["peer"] for e in self.log.withEvent("open")], ["127.0.0.1:6000"])
         gate.dataReceived(b"hi")
