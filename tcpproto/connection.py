@@ -67,6 +67,10 @@ REPLIED_ONCE = "replied-once"
 
 #: Default idle timeout, in seconds.
 DEFAULT_IDLE_TIMEOUT = 300.0
+#: Seconds a connection past its lifetime has to send what is left before
+#: it is cut (its peer may not be reading).
+LIFETIME_GRACE = 10.0
+
 #: Default longest life of a connection, in seconds.  In raw framing every
 #: byte is answered, so a peer dripping one byte a second is never idle; this
 #: bounds how long it can hold a connection (a day: no real test runs that
@@ -400,11 +404,12 @@ class _ConnectionTimers:
         self._factory = factory
         #: Open connections, oldest first (a dict: ordered, O(1) removal).
         self._conns: dict[ServerConnection, None] = {}
-        #: Those told their lifetime is over, still open: swept for idleness
-        #: (a peer that does not read what is left is cut by the idle timeout).
-        self._ending: dict[ServerConnection, None] = {}
+        #: Those told their lifetime is over, still open (sending what is
+        #: left), with when they are cut regardless: swept for idleness too.
+        self._ending: dict[ServerConnection, float] = {}
         self._sweepCall: IDelayedCall | None = None
         self._lifetimeCall: IDelayedCall | None = None
+        self._graceCall: IDelayedCall | None = None
 
     def add(self, conn: ServerConnection) -> None:
         f = self._factory
@@ -421,10 +426,10 @@ class _ConnectionTimers:
         self._conns.pop(conn, None)
         self._ending.pop(conn, None)
         if not self._conns and not self._ending:
-            for call in (self._sweepCall, self._lifetimeCall):
+            for call in (self._sweepCall, self._lifetimeCall, self._graceCall):
                 if call is not None and call.active():
                     call.cancel()
-            self._sweepCall = self._lifetimeCall = None
+            self._sweepCall = self._lifetimeCall = self._graceCall = None
 
     def _sweep(self) -> None:
         self._sweepCall = None
@@ -445,8 +450,22 @@ class _ConnectionTimers:
                 self._lifetimeCall = f.clock.callLater(due - now, self._lifetimeOver)
                 return
             del self._conns[conn]
-            self._ending[conn] = None
+            self._ending[conn] = now + LIFETIME_GRACE
+            if self._graceCall is None:
+                self._graceCall = f.clock.callLater(LIFETIME_GRACE, self._graceOver)
             conn._lifetimeOver()
+
+    def _graceOver(self) -> None:
+        # A connection past its lifetime whose peer does not take what is
+        # left would otherwise stay open (with the idle timeout off): cut it.
+        self._graceCall = None
+        now = self._factory.clock.seconds()
+        for conn, deadline in list(self._ending.items()):
+            if deadline > now:
+                self._graceCall = self._factory.clock.callLater(deadline - now, self._graceOver)
+                return
+            del self._ending[conn]
+            conn.abort(MAX_LIFETIME)
 
 
 class ServerFactory(_TwistedServerFactory):

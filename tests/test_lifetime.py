@@ -10,7 +10,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
-from tcpproto.connection import DEFAULT_MAX_LIFETIME, MAX_LIFETIME
+from tcpproto.connection import DEFAULT_MAX_LIFETIME, LIFETIME_GRACE, MAX_LIFETIME
 from tcpproto.tap import Options, makeFactory
 from tests.support import LogCapture
 
@@ -70,3 +70,32 @@ class MaxLifetimeTests(SynchronousTestCase):
         options.parseOptions(["--max-lifetime", "30"])
         factory = makeFactory(options, EchoFactory(clock=self.clock).limits)
         self.assertEqual(factory.maxLifetime, 30.0)
+
+
+class LifetimeGraceTests(SynchronousTestCase):
+    """A connection past its lifetime whose peer does not read is cut after a grace."""
+
+    def test_cutAfterGraceWithIdleTimeoutOff(self) -> None:
+        clock = Clock()
+        factory = EchoFactory(idleTimeout=0, maxLifetime=60, clock=clock)
+        proto, transport = connect(factory)
+        aborted: list[bool] = []
+        transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        clock.advance(60)
+        self.assertTrue(transport.disconnecting)  # asked to close gracefully...
+        self.assertEqual(aborted, [])
+        clock.advance(LIFETIME_GRACE - 1)
+        self.assertEqual(aborted, [])
+        clock.advance(1)  # ...but the peer never took what was left: cut
+        self.assertEqual(aborted, [True])
+        self.assertEqual(proto.closeReason, MAX_LIFETIME)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_closedInTimeLeavesNoTimer(self) -> None:
+        clock = Clock()
+        factory = EchoFactory(idleTimeout=0, maxLifetime=60, clock=clock)
+        proto, _ = connect(factory)
+        clock.advance(60)
+        proto.connectionLost(Failure(ConnectionDone()))  # the peer read the rest and closed
+        self.assertEqual(clock.getDelayedCalls(), [])
