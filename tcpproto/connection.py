@@ -176,6 +176,8 @@ class ServerConnection(Protocol):
     bytesOut: int = 0
     #: Why we closed the connection, when we did (see the module constants).
     closeReason: str | None = None
+    #: Set by :meth:`lingeringClose`: input is dropped until the peer closes.
+    discarding: bool = False
     #: Whether reading is paused because the peer is not reading our output.
     paused: bool = False
     #: When the connection was made, on the factory's clock.
@@ -202,6 +204,7 @@ class ServerConnection(Protocol):
         self.bytesIn = 0
         self.bytesOut = 0
         self.closeReason = None
+        self.discarding = False
         self.paused = False
         self.started = 0.0
         self.peer = ""
@@ -287,6 +290,29 @@ class ServerConnection(Protocol):
         self.finishProducing()
         assert self.transport is not None
         self.transport.loseConnection()
+
+    def lingeringClose(self, reason: str) -> None:
+        """
+        Close after our last answer, without losing it.
+
+        Closing a socket that still has unread input makes the kernel send
+        RST instead of FIN, and a peer that gets RST may discard our last
+        answer (a reply, an error line) before reading it.  So we half-close
+        (our FIN follows the answer), set :attr:`discarding` so that
+        ``dataReceived`` drops whatever the peer still sends, and close when
+        it closes (or the idle timeout does: input is not an answer).
+        """
+        if self.closeReason is None:
+            self.closeReason = reason
+        self.discarding = True
+        self.finishProducing()
+        if self.paused and self._reader is not None:
+            # We were not reading because the peer was not; read (and
+            # discard) again so that its FIN can reach us.
+            self.paused = False
+            self._reader.resumeProducing()
+        assert self.transport is not None
+        halfCloseOrClose(self.transport)
 
     def finishProducing(self) -> None:
         """

@@ -54,13 +54,15 @@ class LineEchoProtocol(ServerConnection):
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
+        if self.discarding:
+            return
         lines = self._lines.feed(data)
         prefix = self.factory._linePrefix
         if lines:
             self.send(b"".join(prefix + line for line in lines) if prefix else b"".join(lines))
-        if self._lines.overflowed and self.closeReason is None:
+        if self._lines.overflowed:
             self.send(lineTooLongMessage(self.factory.maxLineLength))
-            self.closeBecause(LINE_TOO_LONG)
+            self.lingeringClose(LINE_TOO_LONG)
 
     def readConnectionLost(self) -> None:
         tail = self._lines.pending()

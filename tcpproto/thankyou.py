@@ -17,7 +17,6 @@ from tcpproto.connection import (
     REPLIED_ONCE,
     ServerConnection,
     ServerFactory,
-    halfCloseOrClose,
 )
 from tcpproto.echo import FRAMINGS, LINE, RAW
 from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH, LineBuffer, lineTooLongMessage, terminator
@@ -39,7 +38,6 @@ class ThankYouProtocol(ServerConnection):
 
     factory: ThankYouFactory
     _lines: LineBuffer | None = None
-    _done: bool = False
 
     def connectionMade(self) -> None:
         if self.factory.framing == LINE:
@@ -48,48 +46,25 @@ class ThankYouProtocol(ServerConnection):
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
-        if self._done:
-            return  # replied once: discard until the peer closes
+        if self.discarding:
+            return  # replied once, or refused a line: drop input until the peer closes
         reply = self.factory.reply
         lines = self._lines
         if lines is None:
             self.send(reply)
             if self.factory.once:
-                self._finish()
+                self.lingeringClose(REPLIED_ONCE)
             return
         messages = lines.feed(data)
         if messages:
             if self.factory.once:
                 self.send(reply + terminator(messages[0]))
-                self._finish()
+                self.lingeringClose(REPLIED_ONCE)
                 return
             self.send(b"".join(reply + terminator(m) for m in messages))
         if lines.overflowed:
             self.send(lineTooLongMessage(lines.maxLength))
-            self._done = True
-            self.closeBecause(LINE_TOO_LONG)
-
-    def _finish(self) -> None:
-        """
-        Close after the single reply, without losing it.
-
-        Closing a socket that still has unread input makes the kernel send
-        RST instead of FIN, and a peer that gets RST may discard our reply
-        before reading it.  So we half-close (our FIN follows the reply),
-        discard whatever the peer still sends, and close when it closes (or
-        the idle timeout does).
-        """
-        self._done = True
-        self.closeReason = REPLIED_ONCE
-        self.finishProducing()
-        if self.paused and self._reader is not None:
-            # We were not reading because the peer was not; read (and
-            # discard) again so that its FIN can reach us.
-            self.paused = False
-            self._reader.resumeProducing()
-        transport = self.transport
-        assert transport is not None
-        halfCloseOrClose(transport)
+            self.lingeringClose(LINE_TOO_LONG)
 
 
 class _BusyProtocol(Protocol):

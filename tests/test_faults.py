@@ -215,6 +215,8 @@ class BadInputTests(SynchronousTestCase):
             c.sendall(b"x" * 10_000_000 + b"\n")
         data, _ = recvUntilClosed(c)
         self.assertEqual(data, b"error: line longer than 65536 bytes\n")
+        # The server half-closed after the error line and waits for our FIN.
+        c.close()
         server.waitForLog(r"closed \(line-too-long\)")
         other.sendall(b"normal line\n")
         self.assertEqual(recvExactly(other, 12), b"normal line\n")
