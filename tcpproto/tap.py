@@ -248,8 +248,13 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)  # type: ignore[no-untyped-call]
         except usage.UsageError as e:
-            sys.stderr.write(f"twistd tcpecho: error: {e} (see twistd tcpecho --help)\n")
-            raise SystemExit(2) from None
+            raise _usageExit(str(e)) from None
+
+
+def _usageExit(message: str) -> SystemExit:
+    """A usage error: one line on stderr, exit status 2 (as for any bad option)."""
+    sys.stderr.write(f"twistd tcpecho: error: {message} (see twistd tcpecho --help)\n")
+    return SystemExit(2)
 
 
 def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") -> ServerFactory:
@@ -305,9 +310,7 @@ def makeService(options: Options) -> IService:
             # haproxy: gets tcpproto's half-close-aware PROXY protocol wrapper.
             endpoint = haproxy.serverFromString(listenReactor, description)
         except Exception as e:  # endpoint parsers raise many kinds of error
-            raise SystemExit(
-                f"twistd tcpecho: error: bad --listen {description!r}: {_oneLine(e)}"
-            ) from None
+            raise _usageExit(f"bad --listen {description!r}: {_oneLine(e)}") from None
         factory = makeFactory(options, limits, listener=description)
         ListenerService(endpoint, factory, description).setServiceParent(server)  # type: ignore[no-untyped-call]
     for text, interface, port in options["udp"]:
@@ -326,9 +329,7 @@ def makeService(options: Options) -> IService:
         try:
             metrics = metricsService(reactor, options["metrics"], lambda: listenersOf(server))
         except Exception as e:  # endpoint parsers raise many kinds of error
-            raise SystemExit(
-                f"twistd tcpecho: error: bad --metrics {options['metrics']!r}: {_oneLine(e)}"
-            ) from None
+            raise _usageExit(f"bad --metrics {options['metrics']!r}: {_oneLine(e)}") from None
         metrics.setServiceParent(server)  # type: ignore[no-untyped-call]
 
     wanted = options["max-connections"] + 64

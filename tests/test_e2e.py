@@ -186,6 +186,7 @@ class ServerErrorTests(SynchronousTestCase):
 
     def test_badEndpoint(self) -> None:
         result = self.runServer("--listen", "tcpx:1")
+        self.assertEqual(result.status, 2)
         self.assertOneLineError(result, "tcpx:1")
 
     def test_badMode(self) -> None:

@@ -182,11 +182,14 @@ class OptionsTests(SynchronousTestCase):
     def test_badEndpoint(self) -> None:
         options = Options()
         options.parseOptions(["--metrics", "nonsense:1"])
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as caught:
             makeService(options)
-        message = str(caught.exception.code)
+        self.assertEqual(caught.exception.code, 2)
+        message = stderr.getvalue()
         self.assertIn("bad --metrics 'nonsense:1'", message)
-        self.assertNotIn("\n", message)
+        self.assertEqual(len(message.splitlines()), 1)
 
     def test_makeService(self) -> None:
         """The metrics service sees every listener of the server, UDP included."""

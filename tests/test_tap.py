@@ -121,9 +121,12 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_badEndpoint(self) -> None:
         options = self.parse("--listen", "tcpx:1")
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as caught:
             makeService(options)
-        message = str(caught.exception.code)
+        self.assertEqual(caught.exception.code, 2)  # a usage error, as a bad option
+        message = stderr.getvalue()
         self.assertEqual(len(message.splitlines()), 1)
         self.assertIn("tcpx:1", message)
         self.assertIn("error", message)
