@@ -170,7 +170,7 @@ class GateTests(SynchronousTestCase):
         for limits in ({"maxConnections": 1}, {"maxPerPeer": 1}):
             factory = EchoFactory(clock=self.clock, **limits)  # type: ignore[arg-type]
             first, _ = self.gate(factory)
-            second, secondTransport = self.gate(factory)
+            second, _ = self.gate(factory)
             self.assertIsNotNone(first.wrapped)
             self.assertIsNone(second.wrapped)  # refused at accept, before any handshake
             self.assertEqual(factory.limits.active, 1)
