@@ -311,6 +311,21 @@ def _describeFailure(reason: Failure) -> str:
     return message[0] if message else reason.type.__name__  # type: ignore[union-attr]
 
 
+#: Client endpoint types whose strings take a ``timeout=`` (seconds to connect).
+_TIMEOUT_TYPES = ("tcp", "ssl", "tls", "unix")
+
+
+def withTimeout(description: str, timeout: float) -> str:
+    """
+    ``description`` with ``timeout=`` added when its type takes one and it
+    has none, so that ``--timeout`` also bounds ``--connect``.
+    """
+    kind = description.split(":", 1)[0]
+    if kind in _TIMEOUT_TYPES and "timeout=" not in description:
+        return f"{description}:timeout={timeout:g}"
+    return description
+
+
 class _Target:
     """Where to connect, and how to name it in messages."""
 
@@ -337,7 +352,10 @@ class _Target:
 
             return clientEndpoint(reactor, self.description, self.caFile, self.timeout)
         if self.description is not None:
-            return cast(IStreamClientEndpoint, clientFromString(reactor, self.description))
+            return cast(
+                IStreamClientEndpoint,
+                clientFromString(reactor, withTimeout(self.description, self.timeout)),
+            )
         return HostnameEndpoint(reactor, self.host, self.port, timeout=self.timeout)
 
 

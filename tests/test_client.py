@@ -440,3 +440,29 @@ class StandardInputReadSizeTests(SynchronousTestCase):
         self.assertIsNone(stdio._reader.doRead())
         self.assertEqual([len(c) for c in chunks], [STDIN_READ_SIZE])
         self.assertIsNotNone(stdio._reader.doRead())  # end of input: CONNECTION_DONE
+
+
+class ConnectTimeoutTests(SynchronousTestCase):
+    """--timeout bounds --connect too (Twisted's endpoint default is 30 s)."""
+
+    def test_added(self) -> None:
+        from tcpproto.client import withTimeout
+
+        self.assertEqual(withTimeout("tcp:127.0.0.1:7788", 2.5), "tcp:127.0.0.1:7788:timeout=2.5")
+        self.assertEqual(withTimeout("unix:/tmp/s", 10), "unix:/tmp/s:timeout=10")
+
+    def test_keptWhenGivenOrNotTaken(self) -> None:
+        from tcpproto.client import withTimeout
+
+        self.assertEqual(withTimeout("tcp:h:1:timeout=3", 10), "tcp:h:1:timeout=3")
+        self.assertEqual(withTimeout("systemd:x", 10), "systemd:x")
+
+    def test_endpointBuilt(self) -> None:
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        target = parseTarget(
+            ["--connect", "tcp:127.0.0.1:7788", "--timeout", "3"], io.StringIO(), io.StringIO()
+        )
+        endpoint = target.endpoint(reactor)
+        assert isinstance(endpoint, TCP4ClientEndpoint)
+        self.assertEqual(endpoint._timeout, 3)
