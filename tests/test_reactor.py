@@ -63,6 +63,7 @@ class LeanReactorTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = LeanEPollReactor()
+        self.addCleanup(self.closeReactor)
         self.general = 0
         original = self.reactor._doReadOrWrite
 
@@ -71,6 +72,14 @@ class LeanReactorTests(SynchronousTestCase):
             original(*args)
 
         self.reactor._doReadOrWrite = counting  # type: ignore[method-assign]
+
+    def closeReactor(self) -> None:
+        """Close the private reactor's epoll object and waker pipe."""
+        waker = self.reactor.waker
+        if waker is not None:
+            self.reactor.removeReader(waker)
+            waker.connectionLost(None)
+        self.reactor._poller.close()
 
     async def echo(self, factory: Factory, data: bytes) -> bytes:
         port = await TCP4ServerEndpoint(self.reactor, 0, interface=LOOPBACK).listen(factory)
