@@ -41,6 +41,7 @@ from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IProtocolFactory,
     IPushProducer,
     IReactorTime,
     ISSLTransport,
@@ -99,6 +100,33 @@ def formatAddress(address: IAddress | None) -> str:
             name = name.decode("utf-8", "backslashreplace")
         return f"unix:{name}" if name else "unix"
     return repr(address)
+
+
+def recordRefusal(
+    stats: ListenerStats,
+    refusalLog: RateLimitedLog,
+    address: IAddress,
+    reason: str,
+    *,
+    listener: str,
+    mode: str,
+) -> None:
+    """
+    Count a refused peer in its listener's ``stats`` and log it, rate-limited.
+
+    The one place a refusal is counted and logged, for TCP listeners
+    (:meth:`ServerFactory.refuse`) and UDP ones alike.
+    """
+    stats.refused[reason] += 1
+    refusalLog.warn(
+        reason,
+        "refused {peer} on {listener}: {reason}",
+        event="refused",
+        peer=formatAddress(address),
+        listener=listener,
+        mode=mode,
+        reason=reason,
+    )
 
 
 def _writeThroughSocket(transport: object) -> socket.socket | None:
@@ -568,8 +596,7 @@ class ServerFactory(_TwistedServerFactory):
         """
         reason = self.limits.check(addr)
         if reason is not None:
-            self.stats.refused[reason] += 1
-            self._logRefusal(addr, reason)
+            self.refuse(addr, reason)
             return self.refusalProtocol(reason)
         p = self.protocol()
         p.factory = self
@@ -596,15 +623,15 @@ class ServerFactory(_TwistedServerFactory):
         """
         return None
 
-    def _logRefusal(self, addr: IAddress, reason: str) -> None:
-        self._refusalLog.warn(
-            reason,
-            "refused {peer} on {listener}: {reason}",
-            event="refused",
-            peer=formatAddress(addr),
-            listener=self.listener,
-            mode=self.mode,
-            reason=reason,
+    def refuse(self, addr: IAddress, reason: str) -> None:
+        """
+        Count and log a connection from ``addr`` turned away for ``reason``.
+
+        Called by :meth:`buildProtocol`, and by the layers in front of the
+        factory (PROXY header, TLS handshake) for the connections they refuse.
+        """
+        recordRefusal(
+            self.stats, self._refusalLog, addr, reason, listener=self.listener, mode=self.mode
         )
 
     def stopFactory(self) -> None:
@@ -647,3 +674,22 @@ class ServerFactory(_TwistedServerFactory):
         # Last: this may fire whenEmpty() waiters, who must see the
         # connection's totals already counted and logged.
         self.limits.closed(conn, conn._ip)
+
+
+def logEarlyRefusal(factory: IProtocolFactory, address: IAddress, reason: str) -> None:
+    """
+    Count and log a connection refused before the application's protocol existed.
+
+    For wrappers (PROXY header, TLS handshake) that turn a connection away
+    themselves: a :class:`ServerFactory` counts it in its listener's
+    statistics and logs it as its own refusals (:meth:`ServerFactory.refuse`).
+    """
+    if isinstance(factory, ServerFactory):
+        factory.refuse(address, reason)
+    else:
+        ServerFactory.log.warn(
+            "refused {peer}: {reason}",
+            event="refused",
+            peer=formatAddress(address),
+            reason=reason,
+        )

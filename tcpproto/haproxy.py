@@ -66,7 +66,7 @@ from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from tcpproto.connection import ServerFactory, formatAddress
+from tcpproto.connection import logEarlyRefusal
 from tcpproto.wrapping import FactoryWrapper
 
 #: The endpoint string prefix handled by :func:`serverFromString`.
@@ -84,26 +84,6 @@ _V1_SIGNATURE = b"PROXY "
 _V1_MAX_LENGTH = 107
 _V2_SIGNATURE = V2Parser.PREFIX
 _V2_FIXED_PART = 16
-
-
-def logEarlyRefusal(factory: IProtocolFactory, address: IAddress, reason: str) -> None:
-    """
-    Count and log a connection refused before the application's protocol existed.
-
-    For wrappers (PROXY header, TLS handshake) that turn a connection away
-    themselves: a :class:`~tcpproto.connection.ServerFactory` counts it in
-    its listener's statistics and logs it as its own refusals are logged.
-    """
-    if isinstance(factory, ServerFactory):
-        factory.stats.refused[reason] += 1
-        factory._logRefusal(address, reason)
-    else:
-        ServerFactory.log.warn(
-            "refused {peer}: {reason}",
-            event="refused",
-            peer=formatAddress(address),
-            reason=reason,
-        )
 
 
 def _canonical(address: IAddress | None) -> IAddress | None:

@@ -63,8 +63,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from tcpproto.connection import formatAddress
-from tcpproto.haproxy import logEarlyRefusal
+from tcpproto.connection import formatAddress, logEarlyRefusal
 from tcpproto.wrapping import FactoryWrapper
 
 #: Seconds a client may take to complete the TLS handshake.

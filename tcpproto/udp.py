@@ -34,7 +34,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime, IUDPTransp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from tcpproto.connection import formatAddress
+from tcpproto.connection import formatAddress, recordRefusal
 from tcpproto.framing import terminator
 from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, Network, peerIP
 from tcpproto.ratelimit import RateLimitedLog
@@ -205,13 +205,13 @@ class DatagramServer(DatagramProtocol):
         return allowed
 
     def _refuse(self, host: str, port: int, reason: str) -> None:
-        self.stats.refused[reason] += 1
-        self._logLimited(
+        recordRefusal(
+            self.stats,
+            self._limitedLog,
+            _address(host, port),
             reason,
-            "refused {peer} on {listener}: {reason}",
-            event="refused",
-            peer=formatAddress(_address(host, port)),
-            reason=reason,
+            listener=self.listener,
+            mode=self.mode,
         )
 
     def _logLimited(self, key: str, message: str, **fields: Any) -> None:
