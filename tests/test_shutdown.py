@@ -13,8 +13,10 @@ import contextlib
 import signal
 import socket
 import time
+from typing import cast
 
 from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import deferLater
@@ -33,11 +35,13 @@ from tests.hardening_support import (
     recvUntilClosed,
     refusedNow,
     startLimitedServer,
-    waitUntil,
 )
 from tests.support import LogCapture
 
 reactor = _reactor
+
+#: The name the in-process tests give their listener child service.
+LISTENER = "listener"
 
 
 class FakeConnection:
@@ -142,13 +146,31 @@ class ServerServiceTests(SynchronousTestCase):
         self.assertEqual((conn.aborted, fired), ([SHUTDOWN], [None]))
 
 
+class ObservedListener(ListenerService):
+    """A :class:`ListenerService` whose :attr:`closed` fires once its port has closed."""
+
+    def __init__(self, endpoint: TCP4ServerEndpoint, factory: EchoFactory) -> None:
+        super().__init__(endpoint, factory, "tcp:0")
+        self.closed: Deferred[None] = Deferred()
+
+    def stopService(self) -> Deferred[None]:
+        stopping = cast("Deferred[None]", super().stopService())
+
+        def stopped(result: object) -> object:
+            self.closed.callback(None)
+            return result
+
+        return stopping.addBoth(stopped)
+
+
 class InProcessShutdownTests(TestCase):
     """A real listener and real connections, stopped through the service."""
 
     async def _serve(self, timeout: float, factory: EchoFactory) -> tuple[ServerService, int]:
         service = ServerService(factory.limits, shutdownTimeout=timeout)
         endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        listener = ListenerService(endpoint, factory, "tcp:0")
+        listener = ObservedListener(endpoint, factory)
+        listener.setName(LISTENER)
         listener.setServiceParent(service)
         service.startService()
         self.addCleanup(lambda: service.running and service.stopService())
@@ -168,7 +190,11 @@ class InProcessShutdownTests(TestCase):
         probe = await self._client(port, b"first\n")
         self.assertEqual(await probe.nextData(), b"first\n")
         stopped = service.stopService()
-        await deferLater(reactor, 0.05, lambda: None)
+        # The listener child closes its port first; the drain waits on.
+        listener = service.getServiceNamed(LISTENER)
+        assert isinstance(listener, ObservedListener)
+        await listener.closed
+        self.assertFalse(stopped.called)
         # No new connection ...
         with self.assertRaises(ConnectionRefusedError):
             await self._client(port)
@@ -217,7 +243,9 @@ class TwistdShutdownTests(SynchronousTestCase):
         sent = time.monotonic()
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
-        waitUntil(lambda: refusedNow(server.port), 2.0, "still accepting after SIGTERM")
+        # Probing before the listener has closed would be accepted, and counted.
+        server.waitForLog(r"stopped listening; waiting", 2.0)
+        self.assertTrue(refusedNow(server.port), "still accepting after SIGTERM")
         self.assertEqual(recvExactly(talker, 9), b"in flight")
         talker.sendall(b"after the signal")
         self.assertEqual(recvExactly(talker, 16), b"after the signal")
