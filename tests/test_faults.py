@@ -51,10 +51,21 @@ def settledFds(server: LimitedServer, expected: int, timeout: float = 5.0) -> in
     return server.fdCount()
 
 
-def baselineFds(server: LimitedServer) -> int:
-    """The server's descriptors once it has served one connection and closed it."""
+def baselineFds(server: LimitedServer, timeout: float = 5.0) -> int:
+    """
+    The server's descriptors once it has served one connection and closed it.
+
+    Waits for the count to come back to what it was before that connection: a
+    baseline taken while the server still held it would hide a one-descriptor
+    leak from :func:`settledFds`.
+    """
+    before = server.fdCount()
     assert echoes(server)
-    time.sleep(0.1)
+    waitUntil(
+        lambda: server.fdCount() <= before,
+        timeout,
+        lambda: f"the probe connection was not released: {server.fdCount()} > {before} fds",
+    )
     return server.fdCount()
 
 
