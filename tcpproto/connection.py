@@ -594,17 +594,18 @@ class ServerFactory(_TwistedServerFactory):
         A refused connection gets :meth:`refusalProtocol`'s protocol, or is
         closed at once when that is ``None``.
         """
-        reason = self.limits.check(addr)
+        ip = peerIP(addr)
+        reason = self.limits.checkIP(ip)
         if reason is not None:
             self.refuse(addr, reason)
             return self.refusalProtocol(reason)
         p = self.protocol()
         p.factory = self
-        p._ip = peerIP(addr)
+        p._ip = ip
         # Counted from now, not from connectionMade: behind a TLS handshake
         # or a PROXY header the connection is made later, and connections
         # still in their handshake must count against the limits too.
-        self.limits.opened(p, p._ip)
+        self.limits.opened(p, ip)
         return p
 
     def abandon(self, protocol: Protocol) -> None:

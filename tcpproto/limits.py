@@ -125,7 +125,13 @@ class ConnectionLimits:
             :data:`NOT_ALLOWED`, :data:`MAX_CONNECTIONS`,
             :data:`MAX_PER_PEER`), which has then been counted.
         """
-        ip = peerIP(address)
+        return self.checkIP(peerIP(address))
+
+    def checkIP(self, ip: IPAddress | None) -> str | None:
+        """
+        :meth:`check` for a peer whose address is already parsed
+        (:func:`peerIP`), so that a caller that needs the IP too parses it once.
+        """
         reason = None
         if not self.isAllowed(ip):
             reason = NOT_ALLOWED
