@@ -11,14 +11,16 @@ from typing import Any, cast
 from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import directlyProvides, providedBy
 
 from tcpproto.client import exchange
 from tcpproto.echo import EchoFactory
@@ -246,12 +248,47 @@ class GateTests(SynchronousTestCase):
         self.assertEqual(len(details), 2)
 
 
+class FakeTimeReactor:
+    """
+    The reactor for sockets, a :class:`Clock` for timers: a real TLS listener
+    whose handshake timeout the test advances.  :attr:`scheduled` fires at
+    the first timer, i.e. once the server has accepted a connection.
+    """
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.scheduled: Deferred[None] = Deferred()
+        directlyProvides(self, providedBy(reactor))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
+
+    def callLater(self, delay: float, f: Any, *args: Any, **kwargs: Any) -> IDelayedCall:
+        call = self.clock.callLater(delay, f, *args, **kwargs)
+        if not self.scheduled.called:
+            self.scheduled.callback(None)
+        return call
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+
+class Silent(Protocol):
+    """A client that says nothing; :attr:`lost` fires when its connection closes."""
+
+    def __init__(self) -> None:
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
+
+
 class MutualTLSTests(TestCase):
     """An ``ssl:`` listener with a client CA, on loopback, in this process."""
 
-    async def listen(self, factory: EchoFactory, **kwargs: Any) -> int:
+    async def listen(self, factory: EchoFactory, via: Any = reactor, **kwargs: Any) -> int:
         self.pki: PKI = makePKI(self)
-        listening = TLSListeningReactor(reactor, clientCA=self.pki.caCert, **kwargs)
+        listening = TLSListeningReactor(via, clientCA=self.pki.caCert, **kwargs)
         port = cast(
             IListeningPort,
             await serverFromString(listening, self.pki.serverDescription()).listen(factory),
@@ -303,18 +340,25 @@ class MutualTLSTests(TestCase):
         self.assertEqual(await self.refusedClient("rogue"), [(LOOPBACK, TLS_BAD_CERTIFICATE)])
 
     async def test_handshakeTimeout(self) -> None:
-        """A client that connects and says nothing is dropped after the timeout."""
+        """
+        A client that connects over a real socket and says nothing is dropped
+        at the timeout, not before (the timeout runs on a fake clock).
+        """
         log = LogCapture.install(self)
-        port = await self.listen(EchoFactory(), handshakeTimeout=0.3)
-        proto = Protocol()
-        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port), proto)
-        for _ in range(200):
-            if log.withEvent("refused"):
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+        timers = FakeTimeReactor()
+        port = await self.listen(EchoFactory(), via=timers, handshakeTimeout=0.3)
+        client = Silent()
+        await connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port), client)
+        # Bounds against a hang only: nothing here waits for them to expire.
+        timers.scheduled.addTimeout(5.0, reactor)
+        client.lost.addTimeout(5.0, reactor)
+        await timers.scheduled  # the server accepted: the gate's timer runs
+        timers.clock.advance(0.29)
+        self.assertEqual(len(timers.clock.getDelayedCalls()), 1)
+        timers.clock.advance(0.01)
+        self.assertEqual(timers.clock.getDelayedCalls(), [])
+        await client.lost  # the server aborted, and logged why before closing
         self.assertEqual([e["reason"] for e in log.withEvent("refused")], [TLS_HANDSHAKE_TIMEOUT])
-        assert proto.transport is not None
-        proto.transport.loseConnection()
 
 
 class EndToEndTests(SynchronousTestCase):
