@@ -32,10 +32,9 @@ from tcpproto.service import (
 )
 from tcpproto.thankyou import DEFAULT_REPLY, ThankYouFactory
 from tcpproto.tls import TLSListeningReactor, loadCertificates
-from tcpproto.udp import DatagramServer, DatagramService, parseUDPAddress
+from tcpproto.udp import MODES, DatagramServer, DatagramService, parseUDPAddress
 
 DEFAULT_LISTEN = "tcp:7788"
-MODES = ("echo", "thankyou")
 
 log = Logger(namespace="tcpproto")
 

@@ -56,6 +56,7 @@ LOOP_PORTS: frozenset[int] = frozenset({0, 7, 13, 17, 19, 37})
 #: anything over 8192 bytes, and an echo must not change the message).
 MAX_DATAGRAM = 65535
 
+#: What a server answers (``--mode``), for TCP and UDP listeners alike.
 MODES = ("echo", "thankyou")
 
 # How many senders' access-list decisions are remembered.
