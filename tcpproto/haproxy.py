@@ -47,16 +47,14 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
-    IDelayedCall,
     IHalfCloseableProtocol,
     IListeningPort,
-    IProtocol,
     IProtocolFactory,
     IReactorTime,
     IStreamServerEndpoint,
     ITransport,
 )
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import connectionDone
 
 # The header parsers are Twisted's own (tested against HAProxy's
 # specification); the buffering and the wrapper around them are replaced.
@@ -67,7 +65,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from tcpproto.connection import logEarlyRefusal
-from tcpproto.wrapping import FactoryWrapper
+from tcpproto.wrapping import FactoryWrapper, LayerProtocol
 
 #: The endpoint string prefix handled by :func:`serverFromString`.
 PREFIX = "haproxy:"
@@ -142,7 +140,7 @@ class _ProxiedTransport:
 
 
 @implementer(IHalfCloseableProtocol)
-class ProxyProtocolWrapper(Protocol):
+class ProxyProtocolWrapper(LayerProtocol):
     """
     Reads a connection's PROXY header, then connects the application's protocol.
 
@@ -151,18 +149,14 @@ class ProxyProtocolWrapper(Protocol):
 
     factory: ProxyWrappingFactory
 
-    #: The application's protocol, once the header has been read.
-    wrapped: IProtocol | None = None
-
     def __init__(self, factory: ProxyWrappingFactory) -> None:
-        self.factory = factory
+        super().__init__(factory)
         self._buffer = b""
-        self._timer: IDelayedCall | None = None
         self._halfCloseable: IHalfCloseableProtocol | None = None
         self._done = False
 
     def connectionMade(self) -> None:
-        self._timer = self.factory.clock.callLater(self.factory.headerTimeout, self._timedOut)
+        self.startTimer(self.factory.headerTimeout)
 
     def dataReceived(self, data: bytes) -> None:
         # Only until the header is read: then the application's protocol's
@@ -210,7 +204,7 @@ class ProxyProtocolWrapper(Protocol):
         self, source: IAddress | None, destination: IAddress | None, rest: bytes
     ) -> None:
         self._done = True
-        self._cancelTimer()
+        self.cancelTimer()
         transport = self.transport
         assert transport is not None
         peer = source if source is not None else transport.getPeer()
@@ -220,17 +214,14 @@ class ProxyProtocolWrapper(Protocol):
             # Refused by the application's factory, which logged why.
             transport.loseConnection()
             return
-        self.wrapped = wrapped
         self._halfCloseable = IHalfCloseableProtocol(wrapped, None)
-        # From now on the transport delivers straight to the application.
-        self.dataReceived = wrapped.dataReceived  # type: ignore[method-assign]
-        wrapped.makeConnection(cast(ITransport, _ProxiedTransport(transport, peer, host)))
+        self.connectWrapped(wrapped, cast(ITransport, _ProxiedTransport(transport, peer, host)))
         if rest:
             wrapped.dataReceived(rest)
 
     def _refuse(self, reason: str) -> None:
         self._done = True
-        self._cancelTimer()
+        self.cancelTimer()
         transport = self.transport
         assert transport is not None
         logEarlyRefusal(self.factory.wrappedFactory, transport.getPeer(), reason)
@@ -238,16 +229,9 @@ class ProxyProtocolWrapper(Protocol):
         # graceful close, as Twisted's wrapper does.
         cast(Any, transport).abortConnection()
 
-    def _timedOut(self) -> None:
-        self._timer = None
+    def timedOut(self) -> None:
         if not self._done:
             self._refuse(PROXY_HEADER_TIMEOUT)
-
-    def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
 
     # -- IHalfCloseableProtocol -----------------------------------------
 
@@ -259,7 +243,7 @@ class ProxyProtocolWrapper(Protocol):
             return
         if self.wrapped is None and not self._done:
             self._done = True
-            self._cancelTimer()
+            self.cancelTimer()
             if self._buffer:
                 # A partial header, then FIN.
                 logEarlyRefusal(self.factory.wrappedFactory, transport.getPeer(), BAD_PROXY_HEADER)
@@ -270,7 +254,7 @@ class ProxyProtocolWrapper(Protocol):
             self._halfCloseable.writeConnectionLost()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._cancelTimer()
+        self.cancelTimer()
         self._done = True
         if self.wrapped is not None:
             self.wrapped.connectionLost(reason)

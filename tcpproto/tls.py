@@ -41,7 +41,6 @@ from twisted.internet import endpoints
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.interfaces import (
     IAddress,
-    IDelayedCall,
     IHandshakeListener,
     IListeningPort,
     IOpenSSLContextFactory,
@@ -50,7 +49,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import (
     Certificate,
     KeyPair,
@@ -64,7 +63,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from tcpproto.connection import formatAddress, logEarlyRefusal
-from tcpproto.wrapping import FactoryWrapper
+from tcpproto.wrapping import FactoryWrapper, LayerProtocol
 
 #: Seconds a client may take to complete the TLS handshake.
 HANDSHAKE_TIMEOUT = 10.0
@@ -165,7 +164,7 @@ class RequireClientCertificate:
 
 
 @implementer(IHandshakeListener)
-class HandshakeGate(Protocol):
+class HandshakeGate(LayerProtocol):
     """
     Holds the application's protocol back until the TLS handshake is done.
 
@@ -176,10 +175,8 @@ class HandshakeGate(Protocol):
     factory: HandshakeGateFactory
 
     def __init__(self, factory: HandshakeGateFactory, wrapped: IProtocol | None) -> None:
-        self.factory = factory
-        self.wrapped = wrapped
+        super().__init__(factory, wrapped)
         self.established = False
-        self._timer: IDelayedCall | None = None
         self._timedOut = False
 
     def connectionMade(self) -> None:
@@ -190,38 +187,30 @@ class HandshakeGate(Protocol):
             # point in a handshake.
             cast(Any, transport).abortConnection()
             return
-        self._timer = self.factory.clock.callLater(self.factory.handshakeTimeout, self._timeout)
+        self.startTimer(self.factory.handshakeTimeout)
 
     def handshakeCompleted(self) -> None:
         if self.established or self.wrapped is None:
             return
-        self._cancelTimer()
+        self.cancelTimer()
         self.established = True
         wrapped = self.wrapped
-        # From now on TLS delivers the application's bytes to it directly.
-        self.dataReceived = wrapped.dataReceived  # type: ignore[method-assign]
         assert self.transport is not None
-        wrapped.makeConnection(self.transport)
+        self.connectWrapped(wrapped, self.transport)
         if IHandshakeListener.providedBy(wrapped):
             cast(IHandshakeListener, wrapped).handshakeCompleted()
 
     def dataReceived(self, data: bytes) -> None:
         """Application data before the handshake is done cannot happen with TLS."""
 
-    def _timeout(self) -> None:
-        self._timer = None
+    def timedOut(self) -> None:
+        # Logged as refused by connectionLost, after the place is given back.
         self._timedOut = True
         assert self.transport is not None
         cast(Any, self.transport).abortConnection()
 
-    def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._cancelTimer()
+        self.cancelTimer()
         if self.established:
             assert self.wrapped is not None
             self.wrapped.connectionLost(reason)

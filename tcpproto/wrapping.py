@@ -1,6 +1,6 @@
 """
-The part shared by factories that put a layer in front of an application's
-factory (the PROXY header reader, the TLS handshake gate).
+The part shared by layers in front of an application's factory and its
+protocols (the PROXY header reader, the TLS handshake gate).
 
 Twisted's :class:`~twisted.protocols.policies.WrappingFactory` does the same
 bookkeeping, but it builds :class:`~twisted.protocols.policies.ProtocolWrapper`
@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from typing import cast
 
-from twisted.internet.interfaces import IProtocolFactory, IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    ITransport,
+)
+from twisted.internet.protocol import Factory, Protocol
 
 
 class FactoryWrapper(Factory):
@@ -50,3 +56,49 @@ class FactoryWrapper(Factory):
     def doStop(self) -> None:
         self.wrappedFactory.doStop()
         super().doStop()  # type: ignore[no-untyped-call]
+
+
+class LayerProtocol(Protocol):
+    """
+    A layer that connects the application's protocol later (once a PROXY
+    header is read, a TLS handshake done), and must get there within a
+    timeout; a subclass decides in :meth:`timedOut` how it refuses.
+    """
+
+    factory: FactoryWrapper
+
+    #: The application's protocol (once connected, for the PROXY layer).
+    wrapped: IProtocol | None = None
+
+    def __init__(self, factory: FactoryWrapper, wrapped: IProtocol | None = None) -> None:
+        self.factory = factory
+        self.wrapped = wrapped
+        self._timer: IDelayedCall | None = None
+
+    def startTimer(self, seconds: float) -> None:
+        """Call :meth:`timedOut` in ``seconds``, unless :meth:`cancelTimer` is called first."""
+        self._timer = self.factory.clock.callLater(seconds, self._timerFired)
+
+    def cancelTimer(self) -> None:
+        """Stop the timer, if it runs: the layer is done or the connection gone."""
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        self.timedOut()
+
+    def timedOut(self) -> None:
+        """The layer did not finish in time: refuse the connection."""
+        raise NotImplementedError
+
+    def connectWrapped(self, wrapped: IProtocol, transport: ITransport) -> None:
+        """
+        Connect ``wrapped`` to ``transport``; from now on the transport
+        delivers bytes straight to it, with no call through this layer.
+        """
+        self.wrapped = wrapped
+        self.dataReceived = wrapped.dataReceived  # type: ignore[method-assign]
+        wrapped.makeConnection(transport)
