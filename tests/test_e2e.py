@@ -47,6 +47,25 @@ def freePort() -> int:
     return port
 
 
+#: Loaded by the client under test: names under .invalid (RFC 2606) do not
+#: resolve, without asking any DNS server.
+NO_DNS_SITECUSTOMIZE = """
+import socket
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def getaddrinfo(host, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name.rstrip(".").endswith(".invalid"):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = getaddrinfo
+"""
+
+
 class ClientThroughServerTests(SynchronousTestCase):
     """``tcpecho-client`` against ``twistd tcpecho``: exact copies."""
 
@@ -214,7 +233,21 @@ class ClientErrorTests(SynchronousTestCase):
         self.assertOneLine(result, 1, LOOPBACK, port, "refused")
 
     def test_unknownHost(self) -> None:
-        result = runClientSync("no-such-host.invalid", "7788", stdin=b"x", timeout=30)
+        """
+        A name that does not resolve: one line, exit 1.  The lookup is answered
+        inside the client process (a sitecustomize module makes getaddrinfo
+        fail for ``.invalid`` names, as a resolver would), so the test sends no
+        DNS query off this machine; everything above getaddrinfo is real.
+        """
+        stub = shortTempDir(self)
+        with open(os.path.join(stub, "sitecustomize.py"), "w") as f:
+            f.write(NO_DNS_SITECUSTOMIZE)
+        result = runProcessSync(
+            clientCommand("no-such-host.invalid", "7788"),
+            stdin=b"x",
+            timeout=30,
+            env=processEnv({"PYTHONPATH": stub}),
+        )
         self.assertOneLine(result, 1, "no-such-host.invalid", "7788", "unknown host")
 
     def test_timeout(self) -> None:
