@@ -59,6 +59,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from tcpproto.connection import ServerConnection, ServerFactory
+
 #: The only address tests use.
 LOOPBACK = "127.0.0.1"
 #: A server endpoint string for a kernel-chosen port on loopback.
@@ -564,6 +566,23 @@ def chunked(data: bytes, sizes: Iterable[int]) -> list[bytes]:
 
 
 # -- in-memory connections ----------------------------------------------------
+
+
+#: The peer of in-memory connections.
+MEMORY_PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+def connectInMemory(
+    factory: ServerFactory, transport: StringTransport | None = None
+) -> tuple[ServerConnection, StringTransport]:
+    """A connection from ``factory`` to :data:`MEMORY_PEER`, made on ``transport``
+    (a new StringTransport by default)."""
+    proto = factory.buildProtocol(MEMORY_PEER)
+    assert isinstance(proto, ServerConnection)
+    if transport is None:
+        transport = StringTransport(peerAddress=MEMORY_PEER)
+    proto.makeConnection(transport)
+    return proto, transport
 
 
 class HalfCloseableStringTransport(StringTransport):

@@ -11,28 +11,18 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tcpproto import EchoFactory, EchoProtocol, LineEchoProtocol, ServerConnection
+from tcpproto import EchoFactory, EchoProtocol, LineEchoProtocol
 from tcpproto.connection import IDLE_TIMEOUT, LINE_TOO_LONG
 from tcpproto.framing import lineTooLongMessage
-from tests.support import LogCapture, chunked
+from tests.support import MEMORY_PEER, LogCapture, chunked, connectInMemory
 
-PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+PEER = MEMORY_PEER
 
 
-def connect(
-    factory: EchoFactory, transport: StringTransport | None = None
-) -> tuple[ServerConnection, StringTransport]:
-    """A connection from ``factory``, made on a StringTransport."""
-    proto = factory.buildProtocol(PEER)
-    assert isinstance(proto, ServerConnection)
-    if transport is None:
-        transport = StringTransport(peerAddress=PEER)
-    proto.makeConnection(transport)
-    return proto, transport
+connect = connectInMemory
 
 
 class EchoTests(SynchronousTestCase):

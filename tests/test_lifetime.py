@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
+from tcpproto import EchoFactory, ThankYouFactory
 from tcpproto.connection import DEFAULT_MAX_LIFETIME, LIFETIME_GRACE, MAX_LIFETIME
 from tcpproto.tap import Options, makeFactory
-from tests.support import LogCapture
+from tests.support import LogCapture, connectInMemory
 
-PEER = IPv4Address("TCP", "127.0.0.1", 40000)
-
-
-def connect(factory: EchoFactory | ThankYouFactory) -> tuple[ServerConnection, StringTransport]:
-    proto = factory.buildProtocol(PEER)
-    assert isinstance(proto, ServerConnection)
-    transport = StringTransport(peerAddress=PEER)
-    proto.makeConnection(transport)
-    return proto, transport
+connect = connectInMemory
 
 
 class MaxLifetimeTests(SynchronousTestCase):

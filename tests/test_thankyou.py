@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
@@ -13,20 +12,22 @@ from tcpproto import ServerConnection, ThankYouFactory, ThankYouProtocol
 from tcpproto.connection import LINE_TOO_LONG, REPLIED_ONCE
 from tcpproto.framing import lineTooLongMessage
 from tcpproto.thankyou import BUSY_MESSAGE, DEFAULT_REPLY
-from tests.support import HalfCloseableStringTransport, LogCapture, TLSLikeStringTransport
+from tests.support import (
+    MEMORY_PEER,
+    HalfCloseableStringTransport,
+    LogCapture,
+    TLSLikeStringTransport,
+    connectInMemory,
+)
 
-PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+PEER = MEMORY_PEER
 
 
 def connect(
     factory: ThankYouFactory, transport: StringTransport | None = None
 ) -> tuple[ServerConnection, StringTransport]:
-    proto = factory.buildProtocol(PEER)
-    assert isinstance(proto, ServerConnection)
-    if transport is None:
-        transport = HalfCloseableStringTransport(peerAddress=PEER)
-    proto.makeConnection(transport)
-    return proto, transport
+    """A connection on a transport that can half-close, unless one is given."""
+    return connectInMemory(factory, transport or HalfCloseableStringTransport(peerAddress=PEER))
 
 
 class RawTests(SynchronousTestCase):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -19,19 +18,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import EchoFactory, ServerConnection
 from tcpproto.connection import IDLE_TIMEOUT, MAX_LIFETIME
+from tests.support import connectInMemory
 
-PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 # Powers of two, so that the clock's floating-point sums are exact.
 T = 8.0
 STEP = 1 / 64
 
 
-def connect(factory: EchoFactory) -> tuple[ServerConnection, StringTransport]:
-    proto = factory.buildProtocol(PEER)
-    assert isinstance(proto, ServerConnection)
-    transport = StringTransport(peerAddress=PEER)
-    proto.makeConnection(transport)
-    return proto, transport
+connect = connectInMemory
 
 
 def lose(proto: ServerConnection) -> None:
