@@ -16,7 +16,6 @@ import os
 import re
 import resource
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 
@@ -25,7 +24,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.support import LOCAL_TCP, ServerProcess, processEnv, serverCommand
+from tests.support import LOCAL_TCP, ServerProcess
 
 #: A second loopback address, to be a second client IP (Linux routes all of 127/8).
 OTHER_LOOPBACK = "127.0.0.2"
@@ -41,23 +40,9 @@ class LimitedServer(ServerProcess):
         super().__init__(args)
         self.nofile = nofile
 
-    def spawn(self) -> None:
-        nofile = self.nofile
-
-        def limit() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
-
-        with open(self.outPath, "wb") as out, open(self.errPath, "wb") as err:
-            self.process = subprocess.Popen(
-                serverCommand(*self.args),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=self.workDir,
-                env=processEnv(),
-                preexec_fn=limit,
-            )
+    def beforeExec(self) -> None:
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     @property
     def pid(self) -> int:

@@ -376,7 +376,11 @@ class ServerProcess:
                 stderr=err,
                 cwd=self.workDir,
                 env=processEnv(),
+                preexec_fn=self.beforeExec,
             )
+
+    def beforeExec(self) -> None:
+        """Run in the child before it execs ``twistd`` (subclasses set limits)."""
 
     def _poll(self) -> bool:
         """Whether it is ready or gone (and so waiting is over)."""
