@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # System packages the tests and the benchmark smoke run use, installed when
 # missing (Debian): haproxy (tests/test_haproxy.py, which skips, saying why,
-# without it) and OpenBSD netcat (`nc -N`, the benchmark's client peer, which
-# is skipped with a note without it). Runs as root in CI; elsewhere it uses
-# sudo when there is one, and otherwise only says what is missing.
+# without it), OpenBSD netcat (`nc -N`, the benchmark's client peer, which
+# is skipped with a note without it), and for the tests and traces that run
+# in a network namespace with packet loss: nftables (`nft`), iproute2 (`ip`,
+# `ss`) and tcpdump.  Runs as root in CI; elsewhere it uses sudo when there
+# is one, and otherwise only says what is missing.
 set -euo pipefail
 
 missing=()
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 nc -h 2>&1 | grep -q 'OpenBSD netcat' || missing+=(netcat-openbsd)
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have nft || missing+=(nftables)
+{ have ip && have ss; } || missing+=(iproute2)
+have tcpdump || missing+=(tcpdump)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
