@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # man.sh VENV: build the man pages with Sphinx's man builder from the same
-# sources as the HTML docs (docs/conf.py, man_pages), with -W, then check that
+# sources as the HTML docs (docs/man/conf.py: docs/conf.py plus man_pages; the
+# source directory is docs/), with -W, then check that
 # each page exists and renders with man(1) without warnings.
 set -euo pipefail
 venv=$1
 out=docs/_build/man
 rm -rf "$out"
-"$venv/bin/sphinx-build" -q -W --keep-going -b man docs "$out"
+"$venv/bin/sphinx-build" -q -W --keep-going -b man -c docs/man docs "$out"
 for page in twistd-tcpecho.1 tcpecho-client.1; do
     test -s "$out/$page" || { echo "man: $out/$page was not built" >&2; exit 1; }
     if command -v man >/dev/null 2>&1; then

@@ -35,5 +35,8 @@ if missing or bad:
 print(f"wheel: {len(names)} files, dropin and py.typed present, no dropin.cache")
 PY
 
-"$venv/bin/towncrier" build --draft --version next >/dev/null
+fragments=$("$venv/bin/towncrier" build --draft --version next 2>&1) || {
+    echo "$fragments" >&2
+    exit 1
+}
 echo "towncrier: the newsfragments in changelog.d render"
