@@ -153,6 +153,26 @@ def _synOptions(options: bytes) -> dict[str, int]:
     return found
 
 
+def _sackBlocks(options: bytes) -> list[tuple[int, int]]:
+    """The (left, right) edges of the SACK option's blocks, if there is one."""
+    i = 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2:
+            break
+        length = options[i + 1]
+        if kind == 5:
+            value = options[i + 2 : i + length]
+            return [struct.unpack("!II", value[j : j + 8]) for j in range(0, len(value) - 7, 8)]
+        i += length
+    return []
+
+
 def flagNames(flags: int) -> str:
     """``SYN+ACK``, ``PSH+ACK``, ``FIN+ACK`` ... in the order people say them."""
     return "+".join(name for bit, name in _FLAG_NAMES if flags & bit) or "-"
@@ -173,9 +193,13 @@ def render(segments: list[Segment], serverPort: int) -> str:
     wscale: dict[str, int] = {}
     # The relative sequence number just after each side's FIN, once sent.
     finEnd: dict[str, int] = {}
+    # Per side: the end of the sequence space sent so far, and which row first
+    # sent each sequence number (to recognise a retransmission).
+    sentEnd: dict[str, int] = {}
+    firstRow: dict[tuple[str, int], tuple[int, float]] = {}
     established = False
     lines = [
-        f"{'#':>3}  {'time ms':>8}  {'direction':<16}  {'flags':<8}  "
+        f"{'#':>3}  {'time ms':>8}  {'direction':<16}  {'flags':<11}  "
         f"{'seq':>6}  {'ack':>6}  {'len':>5}  {'window':>7}  data / meaning",
     ]
     for n, s in enumerate(segments, 1):
@@ -193,6 +217,16 @@ def render(segments: list[Segment], serverPort: int) -> str:
         window = s.window if syn or not both else s.window << wscale[side]
 
         notes = []
+        length = len(s.payload) + s.has(0x02) + s.has(0x01)
+        if length and not s.has(0x04):
+            if (side, seq) in firstRow and seq < sentEnd.get(side, 0):
+                row, when = firstRow[side, seq]
+                notes.append(
+                    f"retransmission: row {row} sent again, {(s.time - when) * 1000:.3f} ms later"
+                )
+            else:
+                firstRow.setdefault((side, seq), (n, s.time))
+            sentEnd[side] = max(sentEnd.get(side, 0), seq + length)
         if s.has(0x04):
             notes.append(f"RST: the {side} resets the connection (no FIN, no TIME_WAIT)")
         elif syn:
@@ -213,10 +247,16 @@ def render(segments: list[Segment], serverPort: int) -> str:
                 notes.append(f"ACK of the {other}'s FIN")
             else:
                 notes.append(f"ACK: the {side} has received {ack - 1} bytes")
+            for left, right in _sackBlocks(s.options) if other in isn else []:
+                start, end = (left - isn[other]) % 2**32, (right - isn[other]) % 2**32
+                if ack is not None and end <= ack:
+                    notes.append(f"D-SACK {start}-{end}: these bytes arrived twice")
+                else:
+                    notes.append(f"SACK {start}-{end}: these arrived after a gap")
         if window == 0 and not s.has(0x04):
             notes.append("zero window: the receive buffer is full")
         lines.append(
-            f"{n:>3}  {(s.time - t0) * 1000:>8.3f}  {arrow:<16}  {flagNames(s.flags):<8}  "
+            f"{n:>3}  {(s.time - t0) * 1000:>8.3f}  {arrow:<16}  {flagNames(s.flags):<11}  "
             f"{seq:>6}  {'' if ack is None else ack:>6}  {len(s.payload):>5}  {window:>7}  "
             + "; ".join(notes)
         )
