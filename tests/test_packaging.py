@@ -217,7 +217,7 @@ class PluginCacheTests(SynchronousTestCase):
     program that looks for plugins, and only if that program may write
     there; otherwise every start logs "Unable to write to plugin cache" and
     imports every plugin again.  Packagers run one command after installing
-    (docs/deployment.rst); this checks it does the job.
+    (README, "Packaging"); this checks it does the job.
 
     The user who may not write is ``nobody`` with ``CAP_DAC_READ_SEARCH`` (it
     may read anything, so it can run this very interpreter wherever it is,
