@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# packaging.sh VENV OUTDIR: build the sdist and the wheel into OUTDIR (as a
-# packager would: python -m build, in an isolated build environment), then
+# packaging.sh VENV OUTDIR: build the sdist, then the wheel from the unpacked
+# sdist, into OUTDIR (python -m build, in isolated build environments, as a
+# packager would: so the sdist is shown to build), then
 # check them: twine check (metadata and README rendering), check-manifest
 # (every committed file is in the sdist, or deliberately left out in
 # pyproject.toml), the wheel holds the package, the twisted/plugins dropin and
@@ -9,7 +10,7 @@
 set -euo pipefail
 venv=$1 out=$2
 rm -rf "$out"
-"$venv/bin/python" -m build --sdist --wheel --outdir "$out" . >"$out.log" 2>&1 || {
+"$venv/bin/python" -m build --outdir "$out" . >"$out.log" 2>&1 || {
     cat "$out.log" >&2
     exit 1
 }
