@@ -4,7 +4,8 @@
 # without it), OpenBSD netcat (`nc -N`, the benchmark's client peer, which
 # is skipped with a note without it), and for the tests and traces that run
 # in a network namespace with packet loss: nftables (`nft`), iproute2 (`ip`,
-# `ss`) and tcpdump.  Runs as root in CI; elsewhere it uses sudo when there
+# `ss`) and tcpdump; and python3-doc, whose objects.inv the docs build links
+# Python names with (offline).  Runs as root in CI; elsewhere it uses sudo when there
 # is one, and otherwise only says what is missing.
 set -euo pipefail
 
@@ -15,6 +16,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 have nft || missing+=(nftables)
 { have ip && have ss; } || missing+=(iproute2)
 have tcpdump || missing+=(tcpdump)
+# Python's intersphinx inventory, read offline by the docs build (.ci/docs.sh).
+[ -f /usr/share/doc/python3/html/objects.inv ] || missing+=(python3-doc)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
