@@ -21,11 +21,17 @@
 #
 # Needs root and the Debian packages iproute2 (ip, ss), nftables (nft) and tcpdump;
 # a Python with tcpproto installed: PYTHON (default .venv/bin/python, else python3).
-# Usage: scripts/capture-netns.sh [OUTDIR]   (default docs/traces)
+# Usage: scripts/capture-netns.sh [OUTDIR [retransmit|states|all]]
+#        (default: docs/traces, all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:-docs/traces}
+WHAT=${2:-all}
+case "$WHAT" in
+retransmit | states | all) ;;
+*) echo "usage: capture-netns.sh [OUTDIR [retransmit|states|all]]" >&2; exit 2 ;;
+esac
 LOSS=${LOSS:-10}             # percent of the segments dropped, each way
 ATTEMPTS=${ATTEMPTS:-60}
 TIME_LIMIT=${TIME_LIMIT:-300}
@@ -75,84 +81,91 @@ wait_for() {  # FILE REGEX: up to 10 s
 }
 
 # -- 1. retransmission ------------------------------------------------------------
+capture_retransmit() {
 
-LISTEN=tcp:0:interface=127.0.0.1
-"${IN[@]}" "$TWISTD" -n --pidfile= tcpecho --listen "$LISTEN" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-wait_for "$WORK/server.log" 'listening on 127\.0\.0\.1:[0-9]+'
-PORT=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/server.log" | head -1 | cut -d: -f2)
+    LISTEN=tcp:0:interface=127.0.0.1
+    "${IN[@]}" "$TWISTD" -n --pidfile= tcpecho --listen "$LISTEN" >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_for "$WORK/server.log" 'listening on 127\.0\.0\.1:[0-9]+'
+    PORT=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/server.log" | head -1 | cut -d: -f2)
 
-# Drop LOSS% of the segments to and from the server port as they arrive (the input
-# hook runs after tcpdump has seen the segment on lo, so the capture shows both the
-# copy that was lost and the one sent again).
-RULES="table inet tcpproto_loss {
-    chain input {
-        type filter hook input priority 0; policy accept;
-        tcp dport $PORT numgen random mod 100 < $LOSS drop
-        tcp sport $PORT numgen random mod 100 < $LOSS drop
-    }
-}"
-echo "$RULES" | "${IN[@]}" nft -f -
+    # Drop LOSS% of the segments to and from the server port as they arrive (the input
+    # hook runs after tcpdump has seen the segment on lo, so the capture shows both the
+    # copy that was lost and the one sent again).
+    RULES="table inet tcpproto_loss {
+        chain input {
+            type filter hook input priority 0; policy accept;
+            tcp dport $PORT numgen random mod 100 < $LOSS drop
+            tcp sport $PORT numgen random mod 100 < $LOSS drop
+        }
+    }"
+    echo "$RULES" | "${IN[@]}" nft -f -
 
-DEADLINE=$((SECONDS + TIME_LIMIT))
-attempt=0
-found=
-while [ "$attempt" -lt "$ATTEMPTS" ] && [ "$SECONDS" -lt "$DEADLINE" ]; do
-    attempt=$((attempt + 1))
-    : >"$WORK/tcpdump.err"
-    "${IN[@]}" tcpdump -i lo -nn -U --immediate-mode -s 0 -w "$WORK/retransmit.pcap" \
-        "tcp port $PORT" 2>"$WORK/tcpdump.err" &
-    CAPTURE_PID=$!
-    wait_for "$WORK/tcpdump.err" 'listening on'
-    # The input stays open a second, so that a lost segment is noticed by a timer
-    # (no later segment of the client's, such as its FIN, reveals the gap first).
-    (printf 'hello\n'; sleep 1) | "${IN[@]}" timeout 30 "$CLIENT" 127.0.0.1 "$PORT" \
-        >"$WORK/client.out" 2>&1 || true
-    sleep 1 # a late retransmission of the last FIN or ACK
-    kill -INT "$CAPTURE_PID"
-    wait "$CAPTURE_PID" || true
-    CAPTURE_PID=
-    "$PYTHON" scripts/render_trace.py "$WORK/retransmit.pcap" "$PORT" >"$WORK/table.txt"
-    # Exactly one segment sent again, a data segment, by a timer (a trace a reader can follow),
-    # and the echo came back whole.
-    # A timer sent it (5 ms or more after the first copy), not a duplicate ACK.
-    late=$(grep -oE 'row [0-9]+ sent again, [0-9.]+ ms later; [0-9]+ data bytes' "$WORK/table.txt" |
-        awk '$5 >= 5 { n++ } END { print n + 0 }' || true)
-    if [ "$(grep -c 'retransmission: row' "$WORK/table.txt" || true)" -eq 1 ] && [ "$late" -eq 1 ] &&
-        grep -qx 'hello' "$WORK/client.out"; then
-        found=yes
-        break
+    DEADLINE=$((SECONDS + TIME_LIMIT))
+    attempt=0
+    found=
+    while [ "$attempt" -lt "$ATTEMPTS" ] && [ "$SECONDS" -lt "$DEADLINE" ]; do
+        attempt=$((attempt + 1))
+        : >"$WORK/tcpdump.err"
+        "${IN[@]}" tcpdump -i lo -nn -U --immediate-mode -s 0 -w "$WORK/retransmit.pcap" \
+            "tcp port $PORT" 2>"$WORK/tcpdump.err" &
+        CAPTURE_PID=$!
+        wait_for "$WORK/tcpdump.err" 'listening on'
+        # The input stays open a second, so that a lost segment is noticed by a timer
+        # (no later segment of the client's, such as its FIN, reveals the gap first).
+        (printf 'hello\n'; sleep 1) | "${IN[@]}" timeout 30 "$CLIENT" 127.0.0.1 "$PORT" \
+            >"$WORK/client.out" 2>&1 || true
+        sleep 1 # a late retransmission of the last FIN or ACK
+        kill -INT "$CAPTURE_PID"
+        wait "$CAPTURE_PID" || true
+        CAPTURE_PID=
+        "$PYTHON" scripts/render_trace.py "$WORK/retransmit.pcap" "$PORT" >"$WORK/table.txt"
+        # Exactly one segment sent again, a data segment, by a timer (a trace a reader can follow),
+        # and the echo came back whole.
+        # A timer sent it (5 ms or more after the first copy), not a duplicate ACK.
+        late=$(grep -oE 'row [0-9]+ sent again, [0-9.]+ ms later; [0-9]+ data bytes' "$WORK/table.txt" |
+            awk '$5 >= 5 { n++ } END { print n + 0 }' || true)
+        if [ "$(grep -c 'retransmission: row' "$WORK/table.txt" || true)" -eq 1 ] && [ "$late" -eq 1 ] &&
+            grep -qx 'hello' "$WORK/client.out"; then
+            found=yes
+            break
+        fi
+    done
+    "${IN[@]}" nft delete table inet tcpproto_loss
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+    SERVER_PID=
+    if [ -z "$found" ]; then
+        echo "capture-netns.sh: no retransmitted data segment in $attempt attempts" >&2
+        exit 1
     fi
-done
-"${IN[@]}" nft delete table inet tcpproto_loss
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID" || true
-SERVER_PID=
-if [ -z "$found" ]; then
-    echo "capture-netns.sh: no retransmitted data segment in $attempt attempts" >&2
-    exit 1
-fi
-cp "$WORK/retransmit.pcap" "$OUT/retransmit.pcap"
-{
-    echo "retransmit: a line echoed while $LOSS% of the segments each way are dropped"
-    echo
-    echo "namespace: ip netns add NS; ip netns exec NS ip link set lo up (its own loopback)"
-    echo "loss:      nftables, input hook: tcp dport/sport $PORT numgen random mod 100 < $LOSS drop"
-    echo "server:    twistd -n tcpecho --listen $LISTEN"
-    echo "           (server port: $PORT)"
-    echo "client:    (printf 'hello\\n'; sleep 1) | tcpecho-client 127.0.0.1 $PORT   (attempt $attempt)"
-    echo "capture:   tcpdump -i lo -w retransmit.pcap 'tcp port $PORT', rendered by scripts/render_trace.py"
-    echo "           seq/ack are relative; window is the receive window in bytes; tcpdump sees"
-    echo "           each segment before the rule drops it, so a lost segment is in the table too"
-    echo
-    cat "$WORK/table.txt"
-    echo
-    echo "client output:"
-    sed 's/^/    /' "$WORK/client.out"
-} >"$OUT/retransmit.txt"
-echo "wrote $OUT/retransmit.txt and $OUT/retransmit.pcap"
+    cp "$WORK/retransmit.pcap" "$OUT/retransmit.pcap"
+    {
+        echo "retransmit: a line echoed while $LOSS% of the segments each way are dropped"
+        echo
+        echo "namespace: ip netns add NS; ip netns exec NS ip link set lo up (its own loopback)"
+        echo "loss:      nftables, input hook: tcp dport/sport $PORT numgen random mod 100 < $LOSS drop"
+        echo "server:    twistd -n tcpecho --listen $LISTEN"
+        echo "           (server port: $PORT)"
+        echo "client:    (printf 'hello\\n'; sleep 1) | tcpecho-client 127.0.0.1 $PORT   (attempt $attempt)"
+        echo "capture:   tcpdump -i lo -w retransmit.pcap 'tcp port $PORT', rendered by scripts/render_trace.py"
+        echo "           seq/ack are relative; window is the receive window in bytes; tcpdump sees"
+        echo "           each segment before the rule drops it, so a lost segment is in the table too"
+        echo
+        cat "$WORK/table.txt"
+        echo
+        echo "client output:"
+        sed 's/^/    /' "$WORK/client.out"
+    } >"$OUT/retransmit.txt"
+    echo "wrote $OUT/retransmit.txt and $OUT/retransmit.pcap"
+}
 
 # -- 2. the states ------------------------------------------------------------------
+capture_states() {
+    "${IN[@]}" "$PYTHON" scripts/capture_states.py >"$WORK/tcp-states.txt"
+    cp "$WORK/tcp-states.txt" "$OUT/tcp-states.txt"
+    echo "wrote $OUT/tcp-states.txt"
+}
 
-"${IN[@]}" "$PYTHON" scripts/capture_states.py >"$OUT/tcp-states.txt"
-echo "wrote $OUT/tcp-states.txt"
+[ "$WHAT" = states ] || capture_retransmit
+[ "$WHAT" = retransmit ] || capture_states

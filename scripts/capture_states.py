@@ -84,7 +84,7 @@ class Report:
         self.out.append("")
         self.out.append(title)
         if not self.header:
-            self.out.extend(table(lines[:1]))
+            self.out.extend(table(["State Recv-Q Send-Q Local:Port Peer:Port"]))
             self.header = True
         self.out.extend(table(rows))
 
@@ -123,7 +123,8 @@ def run() -> int:
     r.out.append("made by scripts/capture_states.py in a network namespace (its own loopback);")
     r.out.append("an nftables rule (input hook) drops the segment that would end a passing state,")
     r.out.append("then is removed, and the retransmitted segment moves the connection on.")
-    r.out.append("ss writes the RFC 793 states SYN_RCVD as SYN-RECV, FIN_WAIT_1 as FIN-WAIT-1 ...")
+    r.out.append("ss writes the states of RFC 9293 with - for _, SYN_RCVD as SYN-RECV and")
+    r.out.append("ESTABLISHED as ESTAB.")
 
     r.state("listen(): the server's socket waits for connections", ss(port), "LISTEN")
 
