@@ -3,7 +3,8 @@
 # complete, then both editions build with -W (nitpicky: every reference
 # resolves; Twisted's inventory is made from the installed Twisted, Python's
 # comes from the Debian package python3-doc).  The editions are written side
-# by side, as their language switch expects:
+# by side, as their language switch expects (-E: a fresh environment, so that
+# an incremental rebuild cannot hide the warnings of pages it did not reread):
 #   docs/_build/html/en/     English
 #   docs/_build/html/zh_CN/  简体中文
 # Usage: .ci/docs.sh   (PYTHON: the Python with the docs extra; default .venv/bin/python)
@@ -21,10 +22,10 @@ echo "== docs: the zh_CN catalogues translate every guide message (none fuzzy)"
 "$PY" scripts/check_translations.py
 
 echo "== docs: English (-W, nitpicky)"
-"$PY" -m sphinx -q -W --keep-going -b html docs "$OUT/en"
+"$PY" -m sphinx -E -q -W --keep-going -b html docs "$OUT/en"
 
 echo "== docs: 简体中文 (-W -D language=zh_CN)"
-"$PY" -m sphinx -q -W --keep-going -b html -D language=zh_CN docs "$OUT/zh_CN"
+"$PY" -m sphinx -E -q -W --keep-going -b html -D language=zh_CN docs "$OUT/zh_CN"
 
 cat >"$OUT/index.html" <<'HTML'
 <!DOCTYPE html>

@@ -99,8 +99,12 @@ def _languageLinks(app, pagename, templatename, context, doctree):  # type: igno
 # - a zope.interface interface is written as its repr,
 #   "<InterfaceClass twisted.internet.interfaces.IProtocol>";
 # - a union with one ("... | None") stays a single target;
-# - a name imported only for type checking (``if TYPE_CHECKING:``) stays bare
-#   ("IReactorTime"): it is looked up in the imports of the module it is in.
+# - a name imported only for type checking (``if TYPE_CHECKING:``) stays as
+#   written ("IReactorTime", "usage.UsageError"): it is looked up in the
+#   imports of the module it is documented in, then of the module that
+#   defines the class it belongs to (a re-exported class);
+# - a type alias ("Network = IPv4Network | IPv6Network") is shown as what it
+#   stands for.
 # Each part is then resolved by the Python domain or through the inventories.
 # Anything still unresolved stays an error (nitpicky, -W).
 _INTERFACE_REPR = re.compile(r"<InterfaceClass ([\w.]+)>")
@@ -108,13 +112,16 @@ _IMPORTS_CACHE: dict[str, dict[str, str]] = {}
 
 
 def _moduleImports(modname: str) -> dict[str, str]:
-    """Local name -> full dotted name, for every ``from X import Y`` in ``modname``."""
+    """Local name -> full dotted name, for every import in ``modname``."""
     if modname not in _IMPORTS_CACHE:
         import ast
         import importlib.util
 
         found: dict[str, str] = {}
-        spec = importlib.util.find_spec(modname) if modname else None
+        try:
+            spec = importlib.util.find_spec(modname) if modname else None
+        except (ImportError, ValueError):
+            spec = None
         if spec is not None and spec.origin and spec.origin.endswith(".py"):
             with open(spec.origin, encoding="utf-8") as f:
                 tree = ast.parse(f.read())
@@ -122,8 +129,58 @@ def _moduleImports(modname: str) -> dict[str, str]:
                 if isinstance(node, ast.ImportFrom) and node.module and not node.level:
                     for alias in node.names:
                         found[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        if alias.asname:
+                            found[alias.asname] = alias.name
         _IMPORTS_CACHE[modname] = found
     return _IMPORTS_CACHE[modname]
+
+
+def _definingModule(modname: str, classname: str) -> str:
+    """The module that defines ``modname.classname`` (it may be re-exported)."""
+    import importlib
+
+    try:
+        obj = importlib.import_module(modname)
+        for part in classname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError):
+        return ""
+    return getattr(obj, "__module__", "") or ""
+
+
+def _qualify(name: str, node) -> str:  # type: ignore[no-untyped-def]
+    """``name`` as a full dotted name, through the imports that wrote it."""
+    head, dot, rest = name.partition(".")
+    modname = node.get("py:module") or ""
+    scopes = [modname]
+    if node.get("py:class"):
+        scopes.append(_definingModule(modname, node["py:class"]))
+    for scope in scopes:
+        source = _moduleImports(scope).get(head)
+        if source is not None:
+            return source + dot + rest
+    return name
+
+
+def _aliasParts(name: str) -> list[str] | None:
+    """The members of the union that the type alias ``name`` stands for, if it is one."""
+    import importlib
+    import types
+    import typing
+
+    modname, _, attr = name.rpartition(".")
+    try:
+        value = getattr(importlib.import_module(modname), attr)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    if not isinstance(value, types.UnionType) and typing.get_origin(value) is not typing.Union:
+        return None
+    return [
+        "None" if arg is type(None) else f"{arg.__module__}.{arg.__qualname__}"
+        for arg in typing.get_args(value)
+    ]
 
 
 def _resolveTypeHint(app, env, node, contnode):  # type: ignore[no-untyped-def]
@@ -133,18 +190,15 @@ def _resolveTypeHint(app, env, node, contnode):  # type: ignore[no-untyped-def]
     target = node.get("reftarget", "")
     if node.get("refdomain") != "py":
         return None
-    parts = [p.strip() for p in _INTERFACE_REPR.sub(r"\1", target).split("|")]
-    imports = _moduleImports(node.get("py:module") or "")
-    parts = [imports.get(p, p) if "." not in p else p for p in parts]
+    parts = [_qualify(p.strip(), node) for p in _INTERFACE_REPR.sub(r"\1", target).split("|")]
     if parts == [target]:
         return None
     result = nodes.inline()
-    for i, part in enumerate(parts):
-        if i:
-            result += nodes.Text(" | ")
+
+    def resolve(part: str) -> bool:
         if part == "None":
-            result += nodes.literal(text="None")
-            continue
+            result.append(nodes.literal(text="None"))
+            return True
         ref = node.deepcopy()
         ref["reftarget"] = part
         text = nodes.literal(text=part.rpartition(".")[2])
@@ -152,8 +206,23 @@ def _resolveTypeHint(app, env, node, contnode):  # type: ignore[no-untyped-def]
             env, node.get("refdoc", ""), app.builder, node["reftype"], part, ref, text
         ) or intersphinx.missing_reference(app, env, ref, text)
         if resolved is None:
+            members = _aliasParts(part)
+            if not members:
+                return False
+            for j, member in enumerate(members):
+                if j:
+                    result.append(nodes.Text(" | "))
+                if not resolve(member):
+                    return False
+            return True
+        result.append(resolved)
+        return True
+
+    for i, part in enumerate(parts):
+        if i:
+            result.append(nodes.Text(" | "))
+        if not resolve(part):
             return None
-        result += resolved
     return result
 
 

@@ -19,6 +19,7 @@ OUT.inv -`` prints it).
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import sys
 from collections.abc import Iterator
@@ -236,18 +237,22 @@ def write(path: str) -> None:
 
 
 def ensure(path: str) -> str:
-    """Write the inventory to ``path`` unless it is there for this Twisted; ``path``."""
+    """Write the inventory to ``path`` unless it is there, made by this code for
+    this Twisted; ``path``."""
     root, version = _twisted()
+    with open(__file__, "rb") as f:
+        generator = hashlib.sha256(f.read()).hexdigest()[:16]
+    key = f"{version} {root} {generator}"
     stamp = path + ".version"
     try:
         with open(stamp, encoding="utf-8") as f:
-            current = f.read() == f"{version} {root}" and os.path.exists(path)
+            current = f.read() == key and os.path.exists(path)
     except OSError:
         current = False
     if not current:
         write(path)
         with open(stamp, "w", encoding="utf-8") as f:
-            f.write(f"{version} {root}")
+            f.write(key)
     return path
 
 
