@@ -79,19 +79,21 @@ html_sidebars = {
         "sidebar/scroll-end.html",
     ]
 }
-EDITIONS = [("en", "English", "en"), ("zh_CN", "简体中文", "zh-cn")]
+#: (Sphinx language, label, Read the Docs URL slug, HTML hreflang) of each edition.
+EDITIONS = [("en", "English", "en", "en"), ("zh_CN", "简体中文", "zh-cn", "zh-CN")]
 
 
 def _languageLinks(app, pagename, templatename, context, doctree):  # type: ignore[no-untyped-def]
     here = app.config.language or "en"
     if os.environ.get("READTHEDOCS"):
         version = os.environ.get("READTHEDOCS_VERSION", "latest")
-        roots = {code: f"/{slug}/{version}/" for code, _, slug in EDITIONS}
+        roots = {code: f"/{slug}/{version}/" for code, _, slug, _ in EDITIONS}
     else:
         up = "../" * (pagename.count("/") + 1)
-        roots = {code: f"{up}{code}/" for code, _, _ in EDITIONS}
+        roots = {code: f"{up}{code}/" for code, _, _, _ in EDITIONS}
     context["editions"] = [
-        (label, roots[code] + pagename + ".html", code == here) for code, label, _ in EDITIONS
+        (label, roots[code] + pagename + ".html", code == here, hreflang)
+        for code, label, _, hreflang in EDITIONS
     ]
 
 
