@@ -10,20 +10,20 @@ edition cannot fall back to English without anyone noticing.  A translation
 must also keep the message's cross-reference targets and inline literals
 (``:ref:`...```, ````code````), or links and code would silently change.
 
-Usage: python scripts/check_translations.py   (run by .ci/docs.sh; offline)
+Usage: python scripts/check_translations.py            (run by .ci/docs.sh; offline)
+       python scripts/check_translations.py --update   (after changing the English)
 
-To update the catalogues after changing the English pages::
-
-    sphinx-build -b gettext docs docs/_build/gettext
-    sphinx-intl update -p docs/_build/gettext -d docs/locales -l zh_CN
-
-then translate the new or fuzzy entries (and remove the ``fuzzy`` flags).
+``--update`` brings the guide pages' catalogues up to date with the English
+text (``sphinx-intl update``, for those pages only: the others fall back to
+English and have no catalogue); then translate the new and fuzzy entries
+(and remove the ``fuzzy`` flags), and run the check.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,7 +90,29 @@ def check(templates: str) -> list[str]:
     return problems
 
 
-def main() -> int:
+def update(templates: str) -> int:
+    """``sphinx-intl update`` the guide pages' catalogues from ``templates``."""
+    guide = os.path.join(templates, "guide")
+    os.mkdir(guide)
+    for page in GUIDE:
+        shutil.copy(os.path.join(templates, page + ".pot"), guide)
+    from sphinx_intl import commands
+
+    try:
+        commands.main(
+            ["update", "-p", guide, "-d", os.path.join(DOCS, "locales"), "-l", "zh_CN"],
+            standalone_mode=False,
+        )
+    except Exception as e:  # click reports usage errors as exceptions here
+        sys.stderr.write(f"check_translations.py: sphinx-intl update failed: {e}\n")
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv not in ([], ["--update"]):
+        sys.stderr.write("usage: check_translations.py [--update]\n")
+        return 2
     with tempfile.TemporaryDirectory() as templates:
         build = subprocess.run(
             [sys.executable, "-m", "sphinx", "-q", "-b", "gettext", DOCS, templates],
@@ -100,6 +122,8 @@ def main() -> int:
         if build.returncode != 0:
             sys.stderr.write(build.stdout + build.stderr)
             sys.stderr.write("check_translations.py: extracting the messages failed\n")
+            return 1
+        if argv == ["--update"] and update(templates) != 0:
             return 1
         problems = check(templates)
     if problems:
@@ -114,4 +138,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
