@@ -9,8 +9,10 @@ The public names, importable from here:
 - :class:`ClientProtocol`, :class:`InputProtocol`, :func:`exchange`: the client side.
 """
 
+# The client protocols come from their private module, not tcpproto.client,
+# so that ``python -m tcpproto.client`` runs a module not imported yet.
+from tcpproto._clientprotocols import ClientProtocol, InputProtocol, exchange
 from tcpproto._version import __version__
-from tcpproto.client import ClientProtocol, InputProtocol, exchange
 from tcpproto.connection import ServerConnection, ServerFactory
 from tcpproto.echo import EchoFactory, EchoProtocol, LineEchoProtocol
 from tcpproto.limits import ConnectionLimits

@@ -8,18 +8,36 @@ Use it from any Twisted program on any endpoint::
 
     endpoints.serverFromString(reactor, "tcp:7788").listen(EchoFactory())
     reactor.run()
+
+The protocols stand alone: ``Factory.forProtocol(EchoProtocol)`` is a
+correct echo too (half-close and flow control included), without the limits,
+timers, statistics and logs that :class:`EchoFactory` adds.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from twisted.internet.interfaces import IReactorTime
 
-from tcpproto.connection import LINE_TOO_LONG, ServerConnection, ServerFactory
-from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH, LineBuffer, lineTooLongMessage
+from tcpproto._addresses import Network
+from tcpproto._vocabulary import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_LIFETIME,
+    ECHO,
+    LINE_TOO_LONG,
+)
+from tcpproto.connection import ServerConnection, ServerFactory
+from tcpproto.framing import (
+    DEFAULT_MAX_LINE_LENGTH,
+    FRAMINGS,
+    LINE,
+    RAW,
+    LineBuffer,
+    lineTooLongMessage,
+)
+from tcpproto.limits import ConnectionLimits
 
-RAW = "raw"
-LINE = "line"
-FRAMINGS = (RAW, LINE)
+__all__ = ["FRAMINGS", "LINE", "RAW", "EchoFactory", "EchoProtocol", "LineEchoProtocol"]
 
 
 class EchoProtocol(ServerConnection):
@@ -43,31 +61,47 @@ class LineEchoProtocol(ServerConnection):
     With a prefix, each line comes back as ``PREFIX line``: behind a load
     balancer the client sees which instance answered.  A partial last line
     is echoed when the peer half-closes; nothing is dropped.
+
+    The settings are class attributes, which :class:`EchoFactory` sets per
+    connection; under any other factory, set them on a subclass.
     """
 
-    factory: EchoFactory
+    #: The longest line accepted; a longer one gets an error line and the
+    #: connection is closed.
+    maxLineLength: int = DEFAULT_MAX_LINE_LENGTH
+    #: Text put before each echoed line, followed by a space (none if empty).
+    prefix: bytes = b""
+
     _lines: LineBuffer
 
     def connectionMade(self) -> None:
-        self._lines = LineBuffer(self.factory.maxLineLength)
+        self._lines = LineBuffer(self.maxLineLength)
         super().connectionMade()
+
+    def _linePrefix(self) -> bytes:
+        prefix = self.prefix
+        return prefix + b" " if prefix else b""
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
         if self.discarding:
             return
         lines = self._lines.feed(data)
-        prefix = self.factory._linePrefix
         if lines:
-            self.send(b"".join(prefix + line for line in lines) if prefix else b"".join(lines))
+            prefix = self.prefix
+            if prefix:
+                prefix += b" "
+                self.send(b"".join(prefix + line for line in lines))
+            else:
+                self.send(b"".join(lines))
         if self._lines.overflowed:
-            self.send(lineTooLongMessage(self.factory.maxLineLength))
+            self.send(lineTooLongMessage(self.maxLineLength))
             self.lingeringClose(LINE_TOO_LONG)
 
     def readConnectionLost(self) -> None:
         tail = self._lines.pending()
         if tail:
-            self.send(self.factory._linePrefix + tail)
+            self.send(self._linePrefix() + tail)
         super().readConnectionLost()
 
 
@@ -82,12 +116,12 @@ class EchoFactory(ServerFactory):
     :param maxLineLength: in line framing, the longest line accepted; a
         longer one gets an error line and the connection is closed.
 
-    Other keyword arguments are those of
+    The other keyword arguments are those of
     :class:`~tcpproto.connection.ServerFactory` (limits, idle timeout,
     listener name, clock).
     """
 
-    mode = "echo"
+    mode = ECHO
 
     def __init__(
         self,
@@ -95,7 +129,14 @@ class EchoFactory(ServerFactory):
         *,
         prefix: bytes = b"",
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        **kwargs: Any,
+        idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
+        maxLifetime: float = DEFAULT_MAX_LIFETIME,
+        limits: ConnectionLimits | None = None,
+        maxConnections: int = DEFAULT_MAX_CONNECTIONS,
+        maxPerPeer: int = 0,
+        allow: tuple[str | Network, ...] | list[str | Network] = (),
+        listener: str = "",
+        clock: IReactorTime | None = None,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
@@ -103,9 +144,22 @@ class EchoFactory(ServerFactory):
             raise ValueError("a prefix needs line framing")
         if maxLineLength < 1:
             raise ValueError("maxLineLength must be positive")
-        super().__init__(**kwargs)
+        super().__init__(
+            idleTimeout=idleTimeout,
+            maxLifetime=maxLifetime,
+            limits=limits,
+            maxConnections=maxConnections,
+            maxPerPeer=maxPerPeer,
+            allow=allow,
+            listener=listener,
+            clock=clock,
+        )
         self.framing = framing
         self.prefix = prefix
         self.maxLineLength = maxLineLength
-        self._linePrefix = prefix + b" " if prefix else b""
         self.protocol = LineEchoProtocol if framing == LINE else EchoProtocol
+
+    def configureProtocol(self, protocol: ServerConnection) -> None:
+        if isinstance(protocol, LineEchoProtocol):
+            protocol.maxLineLength = self.maxLineLength
+            protocol.prefix = self.prefix

@@ -14,8 +14,24 @@ terminator (``\\n`` or ``\\r\\n``) it came with.
 
 from __future__ import annotations
 
+__all__ = [
+    "DEFAULT_MAX_LINE_LENGTH",
+    "FRAMINGS",
+    "LINE",
+    "RAW",
+    "LineBuffer",
+    "lineTooLongMessage",
+    "terminator",
+]
+
 #: Default longest line, in bytes, not counting its newline.
 DEFAULT_MAX_LINE_LENGTH = 65536
+
+#: Framings: ``raw``, each read is a message (an echo sends the stream back
+#: as is); ``line``, each newline-terminated line is.
+RAW = "raw"
+LINE = "line"
+FRAMINGS = (RAW, LINE)
 
 
 class LineBuffer:

@@ -18,54 +18,34 @@ else -- straight to ``doRead``, with the same error handling as Twisted's
 Twisted's own code unchanged.  Nothing else differs, so any Twisted program
 runs on it.
 
-``twistd tcpecho`` installs it when the operator did not choose a reactor
-(``twistd --reactor=epoll tcpecho`` keeps Twisted's own); other programs can
-install it with :func:`install` or ``twistd --reactor=tcpproto``, before
-anything imports ``twisted.internet.reactor``.  It needs Linux (epoll).
+It is ``twistd tcpecho``'s default reactor: the plugin installs it when
+``twistd`` is about to choose its own, that is when the operator did not
+name one (``twistd --reactor=epoll tcpecho`` keeps Twisted's own); parsing
+``tcpproto.tap.Options`` alone installs nothing.  Other programs can install
+it with :func:`install` or ``twistd --reactor=tcpproto``, before anything
+imports ``twisted.internet.reactor``.  It needs Linux (epoll).
 """
 
 from __future__ import annotations
 
-import errno
 import sys
-from select import EPOLLIN
+from typing import TYPE_CHECKING
 
-from twisted.internet.epollreactor import EPollReactor
-from twisted.python import log
+# The dispatch reads the epoll reactor's private state, so it lives with
+# tcpproto's other uses of Twisted internals (tcpproto._twisted, entry 5).
+from tcpproto._twisted import directReadEPollReactor
+
+__all__ = ["LeanEPollReactor", "install", "installIfNoneChosen"]
 
 
-class LeanEPollReactor(EPollReactor):
+if TYPE_CHECKING:
+    from twisted.internet.epollreactor import EPollReactor as _DirectRead
+else:
+    _DirectRead = directReadEPollReactor()
+
+
+class LeanEPollReactor(_DirectRead):
     """An epoll reactor that calls ``doRead`` directly for plain read events."""
-
-    def doPoll(self, timeout: float | None) -> None:
-        """Poll for events and dispatch them (see the module docstring)."""
-        if timeout is None:
-            timeout = -1  # wait indefinitely
-        try:
-            events = self._poller.poll(timeout, len(self._selectables))
-        except OSError as err:
-            if err.errno == errno.EINTR:
-                return
-            raise
-        selectables = self._selectables
-        general = self._doReadOrWrite
-        for fd, event in events:
-            selectable = selectables.get(fd)
-            if selectable is None:
-                continue
-            if event == EPOLLIN:
-                try:
-                    why = selectable.doRead()
-                except BaseException:
-                    # As Twisted's _doReadOrWrite: log it, drop the connection.
-                    why = sys.exc_info()[1]
-                    log.err()
-                if why:
-                    self._disconnectSelectable(selectable, why, True)  # type: ignore[no-untyped-call]
-            else:
-                general(selectable, fd, event)  # type: ignore[no-untyped-call]
-
-    doIteration = doPoll
 
 
 def install() -> LeanEPollReactor:

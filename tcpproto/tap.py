@@ -3,36 +3,65 @@
 
 Modelled on Twisted's own ``twisted.web.tap``: an :class:`Options` class and a
 :func:`makeService` that turns parsed options into an
-:class:`~twisted.application.service.IService`; the dropin in
-``twisted/plugins/tcpecho.py`` only names them.
+:class:`~twisted.application.service.IService`.  Both are free of side
+effects, so an application file or a test can use them:
+
+- :class:`Options` parses and validates (endpoint strings included, without
+  listening or importing the reactor); a bad option is a
+  :class:`~twisted.python.usage.UsageError` from ``postOptions``;
+- :func:`makeService` only builds services; the open-files limit is raised
+  when the server service starts, and a listener that cannot listen raises
+  then.
+
+What only ``twistd`` should do lives in the twistd glue below
+(:class:`TwistdOptions`, :func:`makeTwistdService`, named by the dropin in
+``twisted/plugins/tcpecho.py``): a usage error is one line on stderr and
+exit status 2, and the lean reactor (:mod:`tcpproto.reactor`) is the
+default, installed just before the service is made unless ``twistd
+--reactor`` chose one.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 
-from tcpproto import haproxy
-from tcpproto.connection import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, ServerFactory
-from tcpproto.echo import FRAMINGS, LINE, RAW, EchoFactory
-from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH
-from tcpproto.limits import ConnectionLimits, parseNetwork
-from tcpproto.reactor import installIfNoneChosen
-from tcpproto.reuseport import ReusePortReactor
-from tcpproto.service import (
+from tcpproto._proxy import ourPrefix
+from tcpproto._reuseport import ReusePortReactor
+from tcpproto._services import FILE_HEADROOM, DatagramService, ListenerService, ServerService
+from tcpproto._tls import ClientCAReactor, HandshakeGateFactory, loadCertificates
+from tcpproto._vocabulary import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_REPLY,
     DEFAULT_SHUTDOWN_TIMEOUT,
-    ListenerService,
-    ServerService,
-    raiseFileLimit,
+    ECHO,
+    MODES,
+    THANKYOU,
 )
-from tcpproto.thankyou import DEFAULT_REPLY, ThankYouFactory
-from tcpproto.tls import TLSListeningReactor, loadCertificates
-from tcpproto.udp import MODES, DatagramServer, DatagramService, parseUDPAddress
+from tcpproto.connection import ServerFactory
+from tcpproto.echo import EchoFactory
+from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH, FRAMINGS, LINE, RAW
+from tcpproto.limits import ConnectionLimits, parseNetwork
+from tcpproto.thankyou import ThankYouFactory
+from tcpproto.udp import DatagramServer, parseUDPAddress
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "Options",
+    "TwistdOptions",
+    "makeFactory",
+    "makeService",
+    "makeTwistdService",
+]
 
 DEFAULT_LISTEN = "tcp:7788"
 
@@ -108,7 +137,7 @@ class Options(usage.Options):
         [
             "max-connections",
             None,
-            10000,
+            DEFAULT_MAX_CONNECTIONS,
             "Open connections at most, over all listeners; more are closed at once (0: no limit).",
             _nonNegativeInt("max-connections"),
         ],
@@ -205,10 +234,6 @@ class Options(usage.Options):
         self["metrics"] = description
 
     def postOptions(self) -> None:
-        # twistd installs its reactor after parsing options, unless --reactor
-        # named one: choose ours, the same epoll reactor with half the CPU
-        # per event (see tcpproto.reactor), when nobody chose.
-        installIfNoneChosen()
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         if self["mode"] not in MODES:
@@ -221,12 +246,12 @@ class Options(usage.Options):
             )
         if self["max-line-length"] < 1:
             raise usage.UsageError("--max-line-length must be at least 1")
-        if self["mode"] == "echo" and (self["once"] or self["reply"] != DEFAULT_REPLY.decode()):
+        if self["mode"] == ECHO and (self["once"] or self["reply"] != DEFAULT_REPLY.decode()):
             raise usage.UsageError("--once and --reply belong to --mode thankyou")
         if not self["reply"]:
             raise usage.UsageError("--reply must not be empty")
         if self["prefix"] is not None:
-            if self["mode"] != "echo" or self["framing"] != LINE:
+            if self["mode"] != ECHO or self["framing"] != LINE:
                 raise usage.UsageError("--prefix needs --mode echo with --framing line")
             if not self["prefix"]:
                 raise usage.UsageError("--prefix must not be empty")
@@ -238,16 +263,10 @@ class Options(usage.Options):
             except ValueError as e:
                 raise usage.UsageError(f"--client-ca: {e}") from None
 
-    def parseOptions(self, options: Sequence[str] | None = None) -> None:
-        """
-        Parse, turning a usage error into one line on stderr and exit status 2.
-
-        (``twistd`` itself would print its whole help text before the error.)
-        """
-        try:
-            super().parseOptions(options)  # type: ignore[no-untyped-call]
-        except usage.UsageError as e:
-            raise _usageExit(str(e)) from None
+        for description in self["listen"]:
+            _checkEndpoint("--listen", description)
+        if self["metrics"]:
+            _checkEndpoint("--metrics", self["metrics"])
 
 
 def _usageExit(message: str) -> SystemExit:
@@ -265,7 +284,7 @@ def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") 
         listener=listener,
         maxLineLength=options["max-line-length"],
     )
-    if options["mode"] == "thankyou":
+    if options["mode"] == THANKYOU:
         return ThankYouFactory(
             reply=options["reply"].encode("utf-8"),
             framing=options["framing"],
@@ -280,14 +299,15 @@ def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") 
 
 def makeService(options: Options) -> IService:
     """
-    Build the server: a :class:`~tcpproto.service.ServerService` with one
-    :class:`~tcpproto.service.ListenerService` per ``--listen``, one
-    :class:`~tcpproto.udp.DatagramService` per ``--udp``, and with
-    ``--metrics`` a :class:`~tcpproto.metrics.MetricsService` that finds
-    them all in the server's service tree on each scrape.
+    Build the server: a :class:`~tcpproto._services.ServerService` with one
+    listener service per ``--listen``, one datagram service per ``--udp``,
+    and with ``--metrics`` a metrics service that finds them all in the
+    server's service tree on each scrape.
 
-    :raises SystemExit: with a one-line message when an endpoint string is
-        not valid.
+    Nothing listens, and no process-wide setting changes, until the service
+    starts.  ``options`` must have been parsed (and so validated).
+
+    :raises usage.UsageError: for an endpoint string that does not parse.
     """
     from twisted.internet import reactor
 
@@ -296,22 +316,29 @@ def makeService(options: Options) -> IService:
         maxPerPeer=options["max-per-peer"],
         allow=options["allow"],
     )
-    server = ServerService(limits, shutdownTimeout=options["shutdown-timeout"], handleSignals=True)
-    # Endpoints listen through this stand-in for the reactor: with
-    # --reuseport, TCP ports share; ssl: listeners connect the protocol after
-    # the handshake (refusals logged) and check client certificates.
-    listenReactor = TLSListeningReactor(
-        ReusePortReactor(reactor) if options["reuseport"] else reactor,
-        clientCA=options["client-ca"],
+    wanted = options["max-connections"] + FILE_HEADROOM if options["max-connections"] else 0
+    server = ServerService(
+        limits,
+        shutdownTimeout=options["shutdown-timeout"],
+        handleSignals=True,
+        fileLimit=wanted,
     )
+    # With --reuseport, TCP and TLS ports share (a reactor adapter: Twisted's
+    # endpoints take no socket options); with --client-ca, ssl: listeners
+    # demand client certificates (the one place to extend the ssl:
+    # endpoint's context factory is its listenSSL call).
+    listenReactor: Any = ReusePortReactor(reactor) if options["reuseport"] else reactor
+    if options["client-ca"] is not None:
+        listenReactor = ClientCAReactor(listenReactor, options["client-ca"])
     for description in options["listen"]:
-        try:
-            # haproxy: gets tcpproto's half-close-aware PROXY protocol wrapper.
-            endpoint = haproxy.serverFromString(listenReactor, description)
-        except Exception as e:  # endpoint parsers raise many kinds of error
-            raise _usageExit(f"bad --listen {description!r}: {_oneLine(e)}") from None
+        endpoint = _parseEndpoint("--listen", listenReactor, description)
         factory = makeFactory(options, limits, listener=description)
-        ListenerService(endpoint, factory, description).setServiceParent(server)  # type: ignore[no-untyped-call]
+        listened: Any = factory
+        if _isTLS(description):
+            # The application's protocol is connected once the handshake is
+            # done; the endpoint's TLS layer wraps the gate.
+            listened = HandshakeGateFactory(factory, clock=cast(IReactorTime, reactor))
+        ListenerService(endpoint, listened, description).setServiceParent(server)  # type: ignore[no-untyped-call]
     for text, interface, port in options["udp"]:
         datagrams = DatagramServer(
             options["mode"],
@@ -323,33 +350,75 @@ def makeService(options: Options) -> IService:
         DatagramService(datagrams, port, interface).setServiceParent(server)  # type: ignore[no-untyped-call]
     if options["metrics"]:
         # Imported here: prometheus-client is an optional dependency.
-        from tcpproto.metrics import listenersOf, metricsService
+        from tcpproto._metrics import listenersOf, metricsService
 
         try:
             metrics = metricsService(reactor, options["metrics"], lambda: listenersOf(server))
         except Exception as e:  # endpoint parsers raise many kinds of error
-            raise _usageExit(f"bad --metrics {options['metrics']!r}: {_oneLine(e)}") from None
+            raise usage.UsageError(
+                f"bad --metrics {options['metrics']!r}: {_oneLine(e)}"
+            ) from None
         metrics.setServiceParent(server)  # type: ignore[no-untyped-call]
-
-    wanted = options["max-connections"] + 64
-    soft, hard = raiseFileLimit(wanted)
-    if options["max-connections"] and soft < wanted:
-        log.warn(
-            "open-files limit {soft} (hard {hard}) is below --max-connections "
-            "{max} plus headroom: connections beyond about {fit} will fail to be "
-            "accepted. Raise it with ulimit -n or LimitNOFILE=.",
-            soft=soft,
-            hard=hard,
-            max=options["max-connections"],
-            fit=max(soft - 64, 0),
-        )
     return server
 
 
+def _parseEndpoint(option: str, reactor: Any, description: str) -> Any:
+    """``description``'s server endpoint (``haproxy:`` read as ``proxy:``)."""
+    try:
+        return endpoints.serverFromString(reactor, ourPrefix(description))
+    except Exception as e:  # endpoint parsers raise many kinds of error
+        raise usage.UsageError(f"bad {option} {description!r}: {_oneLine(e)}") from None
+
+
+def _checkEndpoint(option: str, description: str) -> None:
+    """
+    Parse ``description`` without listening and without the global reactor
+    (endpoint parsers only keep the reactor they are given, for later).
+    """
+    from twisted.internet.testing import MemoryReactorClock
+
+    _parseEndpoint(option, MemoryReactorClock(), description)
+
+
+# -- the twistd glue -----------------------------------------------------------
+
+
+class TwistdOptions(Options):
+    """
+    :class:`Options` as ``twistd tcpecho`` parses them: a usage error is one
+    line on stderr and exit status 2, as for any bad option (``twistd``
+    itself would print its whole help text before the error, and exit 1).
+    """
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
+        except usage.UsageError as e:
+            raise _usageExit(str(e)) from None
+
+
+def makeTwistdService(options: Options) -> IService:
+    """
+    :func:`makeService` for ``twistd``, on the lean reactor by default.
+
+    ``twistd`` imports the reactor for the first time when it makes the
+    service, unless ``--reactor`` installed one while its options were
+    parsed: so installing ours here, if none is installed yet, makes it the
+    default that ``--reactor`` overrides (see :mod:`tcpproto.reactor`).
+    """
+    from tcpproto.reactor import installIfNoneChosen
+
+    installIfNoneChosen()
+    try:
+        return makeService(options)
+    except usage.UsageError as e:
+        raise _usageExit(str(e)) from None
+
+
 def _isTLS(description: str) -> bool:
-    """Whether a --listen description is an ssl: one (perhaps behind haproxy: or reuseport:)."""
+    """Whether a --listen description is an ssl: one (perhaps behind proxy: or reuseport:)."""
     kind, _, rest = description.partition(":")
-    while kind in ("haproxy", "reuseport"):
+    while kind in ("haproxy", "proxy", "reuseport"):
         kind, _, rest = rest.partition(":")
     return kind == "ssl"
 

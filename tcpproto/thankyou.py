@@ -8,56 +8,80 @@ without it, the server acknowledges every message until the peer closes.
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 
-from tcpproto.connection import (
+from tcpproto._addresses import Network
+from tcpproto._vocabulary import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_REPLY,
     LINE_TOO_LONG,
+    NOT_ALLOWED,
     REPLIED_ONCE,
-    ServerConnection,
-    ServerFactory,
+    THANKYOU,
 )
-from tcpproto.echo import FRAMINGS, LINE, RAW
-from tcpproto.framing import DEFAULT_MAX_LINE_LENGTH, LineBuffer, lineTooLongMessage, terminator
-from tcpproto.limits import NOT_ALLOWED
+from tcpproto.connection import ServerConnection, ServerFactory
+from tcpproto.framing import (
+    DEFAULT_MAX_LINE_LENGTH,
+    FRAMINGS,
+    LINE,
+    RAW,
+    LineBuffer,
+    lineTooLongMessage,
+    terminator,
+)
+from tcpproto.limits import ConnectionLimits
 
-DEFAULT_REPLY = b"thank you!"
+__all__ = ["BUSY_MESSAGE", "DEFAULT_REPLY", "ThankYouFactory", "ThankYouProtocol"]
+
 BUSY_MESSAGE = b"busy: too many connections, try again later\n"
 
 
 class ThankYouProtocol(ServerConnection):
     """
-    Answer each message with the factory's reply.
+    Answer each message with :attr:`reply`.
 
     In raw framing a message is whatever one read returned, which is what a
     plain-socket peer doing ``send(data)`` then ``recv(1024)`` expects.  In
     line framing it is a complete line, and each reply is a line too (ending
     as the message did, ``\\n`` or ``\\r\\n``).
+
+    The settings are class attributes, which :class:`ThankYouFactory` sets
+    per connection; under any other factory, set them on a subclass.
     """
 
-    factory: ThankYouFactory
+    #: What each message is answered with.
+    reply: bytes = DEFAULT_REPLY
+    #: ``"raw"`` or ``"line"``.
+    framing: str = RAW
+    #: Reply to the first message only, then close.
+    once: bool = False
+    #: In line framing, the longest line accepted.
+    maxLineLength: int = DEFAULT_MAX_LINE_LENGTH
+
     _lines: LineBuffer | None = None
 
     def connectionMade(self) -> None:
-        if self.factory.framing == LINE:
-            self._lines = LineBuffer(self.factory.maxLineLength)
+        if self.framing == LINE:
+            self._lines = LineBuffer(self.maxLineLength)
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
         if self.discarding:
             return  # replied once, or refused a line: drop input until the peer closes
-        reply = self.factory.reply
+        reply = self.reply
         lines = self._lines
         if lines is None:
             self.send(reply)
-            if self.factory.once:
+            if self.once:
                 self.lingeringClose(REPLIED_ONCE)
             return
         messages = lines.feed(data)
         if messages:
-            if self.factory.once:
+            if self.once:
                 self.send(reply + terminator(messages[0]))
                 self.lingeringClose(REPLIED_ONCE)
                 return
@@ -88,12 +112,12 @@ class ThankYouFactory(ServerFactory):
     :param maxLineLength: in line framing, the longest line accepted; a
         longer one gets an error line and the connection is closed.
 
-    Other keyword arguments are those of
+    The other keyword arguments are those of
     :class:`~tcpproto.connection.ServerFactory`.  Peers refused because of
     the connection limits are told ``busy`` before the close.
     """
 
-    mode = "thankyou"
+    mode = THANKYOU
     protocol = ThankYouProtocol
 
     def __init__(
@@ -103,7 +127,14 @@ class ThankYouFactory(ServerFactory):
         once: bool = False,
         *,
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        **kwargs: Any,
+        idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
+        maxLifetime: float = DEFAULT_MAX_LIFETIME,
+        limits: ConnectionLimits | None = None,
+        maxConnections: int = DEFAULT_MAX_CONNECTIONS,
+        maxPerPeer: int = 0,
+        allow: tuple[str | Network, ...] | list[str | Network] = (),
+        listener: str = "",
+        clock: IReactorTime | None = None,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
@@ -111,11 +142,27 @@ class ThankYouFactory(ServerFactory):
             raise ValueError("the reply must not be empty")
         if maxLineLength < 1:
             raise ValueError("maxLineLength must be positive")
-        super().__init__(**kwargs)
+        super().__init__(
+            idleTimeout=idleTimeout,
+            maxLifetime=maxLifetime,
+            limits=limits,
+            maxConnections=maxConnections,
+            maxPerPeer=maxPerPeer,
+            allow=allow,
+            listener=listener,
+            clock=clock,
+        )
         self.reply = reply
         self.framing = framing
         self.once = once
         self.maxLineLength = maxLineLength
+
+    def configureProtocol(self, protocol: ServerConnection) -> None:
+        if isinstance(protocol, ThankYouProtocol):
+            protocol.reply = self.reply
+            protocol.framing = self.framing
+            protocol.once = self.once
+            protocol.maxLineLength = self.maxLineLength
 
     def refusalProtocol(self, reason: str) -> Protocol | None:
         return None if reason == NOT_ALLOWED else _BusyProtocol()

@@ -25,25 +25,32 @@ served on any network that is not trusted.
 from __future__ import annotations
 
 import ipaddress
+import warnings
 from typing import Any, cast
 
-from twisted.application.internet import UDPServer
 from twisted.internet import error
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IListeningPort, IReactorTime, IUDPTransport
+from twisted.internet.interfaces import IReactorTime, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from tcpproto.connection import formatAddress, recordRefusal
+from tcpproto._addresses import Network, formatAddress, peerIP
+from tcpproto._ratelimit import RateLimitedLog
+from tcpproto._stats import ListenerStats
+from tcpproto._vocabulary import DEFAULT_REPLY, ECHO, LOOP_PORT, MODES, NOT_ALLOWED, THANKYOU
+from tcpproto.connection import recordRefusal
 from tcpproto.framing import terminator
-from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, Network, peerIP
-from tcpproto.ratelimit import RateLimitedLog
-from tcpproto.service import announceListening, cannotListen
-from tcpproto.stats import ListenerStats
-from tcpproto.thankyou import DEFAULT_REPLY
+from tcpproto.limits import ConnectionLimits
 
-#: A refusal reason: the datagram came from a port a reflection loop uses.
-LOOP_PORT = "loop-port"
+__all__ = [
+    "LOOP_PORT",
+    "LOOP_PORTS",
+    "MAX_DATAGRAM",
+    "MODES",
+    "SEND_FAILED",
+    "DatagramServer",
+    "parseUDPAddress",
+]
 #: Why a datagram was not answered although admitted (counted as dropped).
 SEND_FAILED = "send-failed"
 
@@ -55,9 +62,6 @@ LOOP_PORTS: frozenset[int] = frozenset({0, 7, 13, 17, 19, 37})
 #: The largest datagram read in full (Twisted's default would truncate
 #: anything over 8192 bytes, and an echo must not change the message).
 MAX_DATAGRAM = 65535
-
-#: What a server answers (``--mode``), for TCP and UDP listeners alike.
-MODES = ("echo", "thankyou")
 
 # How many senders' access-list decisions are remembered.
 _ALLOWED_CACHE = 4096
@@ -125,7 +129,7 @@ class DatagramServer(DatagramProtocol):
 
     def __init__(
         self,
-        mode: str = "echo",
+        mode: str = ECHO,
         *,
         reply: bytes = DEFAULT_REPLY,
         lineReplies: bool = False,
@@ -135,14 +139,14 @@ class DatagramServer(DatagramProtocol):
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if mode == "thankyou" and not reply:
+        if mode == THANKYOU and not reply:
             raise ValueError("the reply must not be empty")
         if clock is None:
             from twisted.internet import reactor
 
             clock = cast(IReactorTime, reactor)
         self.mode = mode
-        self.reply: bytes | None = reply if mode == "thankyou" else None
+        self.reply: bytes | None = reply if mode == THANKYOU else None
         self.lineReplies = lineReplies
         self.limits = limits if limits is not None else ConnectionLimits()
         self.listener = listener
@@ -224,37 +228,17 @@ class DatagramServer(DatagramProtocol):
         self._limitedLog.stop()
 
 
-class DatagramService(UDPServer):
-    """
-    Serves a :class:`DatagramServer` on a UDP port, and logs where.
+def __getattr__(name: str) -> Any:
+    # PEP 562: DatagramService (a service, one layer up) moved to a private
+    # module; the old name works, with a DeprecationWarning, for one release.
+    if name == "DatagramService":
+        warnings.warn(
+            "tcpproto.udp.DatagramService is deprecated since tcpproto 0.2: "
+            "build the server with tcpproto.tap.makeService",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from tcpproto._services import DatagramService
 
-    Port 0 binds a port the kernel picks: the log line (and :attr:`port`)
-    say which.  A failure to bind stops the server with a one-line message.
-    """
-
-    def __init__(
-        self,
-        protocol: DatagramServer,
-        port: int,
-        interface: str = "",
-        reactor: Any = None,
-    ) -> None:
-        kwargs: dict[str, Any] = {"interface": interface, "maxPacketSize": MAX_DATAGRAM}
-        if reactor is not None:
-            kwargs["reactor"] = reactor
-        super().__init__(port, protocol, **kwargs)  # type: ignore[no-untyped-call]
-        self.protocol = protocol
-        #: The bound port, once listening.
-        self.port: IListeningPort | None = None
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()  # type: ignore[no-untyped-call]
-        except (error.CannotListenError, OSError) as e:
-            raise cannotListen(self.protocol.listener, e) from None
-
-    def _getPort(self) -> IListeningPort:
-        port = cast(IListeningPort, super()._getPort())  # type: ignore[no-untyped-call]
-        self.port = port
-        announceListening(port, self.protocol.listener)
-        return port
+        return DatagramService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,16 +39,15 @@ from tcpproto import (
     ThankYouFactory,
     exchange,
 )
+from tcpproto._clientcli import _describeFailure, _StandardIO
 from tcpproto.client import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     EXIT_USAGE,
     STDIN_READ_SIZE,
-    _describeFailure,
-    _StandardIO,
     parseTarget,
 )
-from tests.support import (
+from tests.helpers import (
     HalfCloseableStringTransport,
     MemoryPipe,
     TLSLikeStringTransport,

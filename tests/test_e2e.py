@@ -22,7 +22,7 @@ import time
 import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.support import (
+from tests.helpers import (
     LOCAL_TCP,
     LOOPBACK,
     ProcessResult,

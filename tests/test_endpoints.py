@@ -17,23 +17,21 @@ import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.deploy_support import (
+from tests.helpers import (
+    LOCAL_TCP,
+    LOOPBACK,
     SocketActivatedServer,
     connect,
     halfCloseExchange,
+    makePKI,
     proxyV1,
     proxyV2,
-    waitFor,
-)
-from tests.support import (
-    LOCAL_TCP,
-    LOOPBACK,
-    makeTLSFiles,
     runClientSync,
     runProcessSync,
     serverCommand,
     shortTempDir,
     startServer,
+    waitUntilBlocking,
 )
 
 TCP6 = "tcp6:0:interface=\\:\\:1"
@@ -44,7 +42,7 @@ class SeveralListenersTests(SynchronousTestCase):
     """One ``twistd tcpecho`` with five listeners of five kinds."""
 
     def setUp(self) -> None:
-        self.tls = makeTLSFiles(self)
+        self.tls = makePKI(self)
         self.socketPath = os.path.join(shortTempDir(self), "echo.sock")
         self.unix = f"unix:{self.socketPath}"
         self.ssl = self.tls.serverDescription()
@@ -66,7 +64,7 @@ class SeveralListenersTests(SynchronousTestCase):
             found[:] = re.findall(f"^.*{pattern}.*$", self.server.stdout(), re.MULTILINE)
             return bool(found)
 
-        waitFor(search, 5, f"{pattern!r} in the log:\n{self.server.stdout()}")
+        waitUntilBlocking(search, 5, f"{pattern!r} in the log:\n{self.server.stdout()}")
         return found[0]
 
     def test_listeningOnAll(self) -> None:
@@ -107,7 +105,7 @@ class SeveralListenersTests(SynchronousTestCase):
             "--connect",
             f"tls:{LOOPBACK}:{self.tlsAddress.port}",
             "--cafile",
-            self.tls.certPath,
+            self.tls.caCert,
             stdin=data,
         )
         self.assertEqual((result.status, result.err), (0, b""))
@@ -174,10 +172,10 @@ class SocketActivationTests(SynchronousTestCase):
         port = sock.getsockname()[1]
         server = self.activate(sock, "--listen", "haproxy:systemd:domain=INET6:name=echo")
         self.assertEqual((server.host, server.port), ("::1", port))
-        s = connect(("::1", port), socket.AF_INET6)
+        s = connect(("::1", port))
         header = proxyV1(("127.0.0.5", 40001), (LOOPBACK, 7788))
         self.assertEqual(halfCloseExchange(s, header + b"proxied\n"), b"proxied\n")
-        waitFor(
+        waitUntilBlocking(
             lambda: "127.0.0.5:40001 connected to haproxy:systemd:" in server.stdout(),
             5,
             "the client's address in the log",

@@ -16,7 +16,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.hardening_support import (
+from tests.helpers import (
     LimitedServer,
     closedAtOnce,
     connect,
@@ -24,7 +24,7 @@ from tests.hardening_support import (
     recvUntilClosed,
     resetClose,
     startLimitedServer,
-    waitUntil,
+    waitUntilBlocking,
 )
 
 #: Bytes that are not text: NUL, every byte value, invalid and overlong UTF-8,
@@ -47,7 +47,7 @@ def echoes(server: LimitedServer, payload: bytes = b"are you there?") -> bool:
 def settledFds(server: LimitedServer, expected: int, timeout: float = 5.0) -> int:
     """Wait for the server's descriptor count to come back to ``expected``; the count."""
     with contextlib.suppress(AssertionError):
-        waitUntil(lambda: server.fdCount() <= expected, timeout)
+        waitUntilBlocking(lambda: server.fdCount() <= expected, timeout)
     return server.fdCount()
 
 
@@ -61,7 +61,7 @@ def baselineFds(server: LimitedServer, timeout: float = 5.0) -> int:
     """
     before = server.fdCount()
     assert echoes(server)
-    waitUntil(
+    waitUntilBlocking(
         lambda: server.fdCount() <= before,
         timeout,
         lambda: f"the probe connection was not released: {server.fdCount()} > {before} fds",

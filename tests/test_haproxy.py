@@ -27,10 +27,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from tcpproto import haproxy
-from tcpproto.client import exchange
-from tcpproto.echo import EchoFactory
-from tcpproto.haproxy import (
+from tcpproto import _proxy as haproxy
+from tcpproto._proxy import (
     BAD_PROXY_HEADER,
     HEADER_TIMEOUT,
     PROXY_HEADER_TIMEOUT,
@@ -38,9 +36,15 @@ from tcpproto.haproxy import (
     ProxyServerEndpoint,
     ProxyWrappingFactory,
 )
+from tcpproto.client import exchange
+from tcpproto.echo import EchoFactory
 from tcpproto.thankyou import ThankYouFactory
-from tests.deploy_support import (
+from tests.helpers import (
     CONTRIB,
+    LOOPBACK,
+    HalfCloseableStringTransport,
+    LogCapture,
+    ServerProcess,
     connect,
     freePort,
     halfCloseExchange,
@@ -49,15 +53,9 @@ from tests.deploy_support import (
     proxyV2,
     proxyV2Local,
     readUntil,
-    waitFor,
-)
-from tests.support import (
-    LOOPBACK,
-    HalfCloseableStringTransport,
-    LogCapture,
-    ServerProcess,
     shortTempDir,
     startServer,
+    waitUntilBlocking,
 )
 
 #: The real peer of the in-memory connections: the balancer.
@@ -399,7 +397,7 @@ class HAProxyTests(SynchronousTestCase):
                 return True
             return False
 
-        waitFor(listening, 10, "haproxy to listen")
+        waitUntilBlocking(listening, 10, "haproxy to listen")
         return process
 
     def startPair(self, *extra: str) -> tuple[ServerProcess, ServerProcess, int]:
@@ -431,7 +429,7 @@ class HAProxyTests(SynchronousTestCase):
             (f"{LOOPBACK}:{s.getsockname()[1]} connected", a if owner == b"A" else b)
             for s, owner in zip(clients, owners, strict=True)
         ]
-        waitFor(
+        waitUntilBlocking(
             lambda: all(line in server.stdout() for line, server in expected),
             5,
             f"each client's own address in its instance's log: {expected}",
@@ -486,7 +484,7 @@ class HAProxyTests(SynchronousTestCase):
         clients, owners = self.openClients(a, b, frontend)
         assert a.process is not None
         a.process.send_signal(signal.SIGTERM)
-        waitFor(lambda: "stopped listening" in a.stdout(), 10, "A to stop listening")
+        waitUntilBlocking(lambda: "stopped listening" in a.stdout(), 10, "A to stop listening")
         self.assertNewConnectionsReachB(frontend)
         for i, (s, owner) in enumerate(zip(clients, owners, strict=True)):
             sent, echoed = _lines(owner, f"c{i}", 101, 5000)

@@ -12,7 +12,7 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.support import (
+from tests.helpers import (
     executable,
     processEnv,
     runProcessSync,
@@ -68,4 +68,5 @@ class InstalledTests(SynchronousTestCase):
         self.assertIn("tcpecho", makers)
         from tcpproto import tap
 
-        self.assertIs(makers["tcpecho"].options, tap.Options)
+        self.assertIs(makers["tcpecho"].options, tap.TwistdOptions)
+        self.assertIs(makers["tcpecho"].makeService, tap.makeTwistdService)

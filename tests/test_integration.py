@@ -27,10 +27,10 @@ from twisted.trial.unittest import TestCase
 
 from tcpproto import EchoFactory, ServerConnection, ThankYouFactory, exchange
 from tcpproto.connection import ServerFactory
-from tests.support import (
+from tests.helpers import (
     LOOPBACK,
     listenLocal,
-    makeTLSFiles,
+    makePKI,
     portNumber,
     runClient,
     shortTempDir,
@@ -366,9 +366,9 @@ class TLSTests(TestCaseBase):
     """
 
     async def tlsRoundTrip(self, factory: ServerFactory, data: bytes) -> bytes:
-        tls = makeTLSFiles(self)
+        tls = makePKI(self)
         port = await listenLocal(self, factory, tls.serverDescription())
-        endpoint = clientFromString(reactor, tls.clientDescription(portNumber(port)))
+        endpoint = clientFromString(reactor, tls.trustingDescription(portNumber(port)))
         answer = await exchange(endpoint, data)
         await self.allClosed(factory)
         return answer

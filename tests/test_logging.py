@@ -34,7 +34,7 @@ from tcpproto.echo import LINE, EchoFactory
 from tcpproto.limits import MAX_PER_PEER, NOT_ALLOWED
 from tcpproto.logs import JSON_LOG_ENV, jsonLogger
 from tcpproto.udp import DatagramServer
-from tests.support import (
+from tests.helpers import (
     LOCAL_TCP,
     LOOPBACK,
     LogCapture,

@@ -22,16 +22,16 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tcpproto._metrics import ServerCollector, listenersOf, metricsService
+from tcpproto._services import DatagramService, ListenerService
+from tcpproto._stats import DURATION_BUCKETS
 from tcpproto.connection import ServerConnection, ServerFactory
 from tcpproto.echo import EchoFactory
 from tcpproto.limits import MAX_CONNECTIONS, NOT_ALLOWED, ConnectionLimits
-from tcpproto.metrics import ServerCollector, listenersOf, metricsService
-from tcpproto.service import ListenerService
-from tcpproto.stats import DURATION_BUCKETS
-from tcpproto.tap import Options, makeService
+from tcpproto.tap import Options, TwistdOptions, makeService
 from tcpproto.thankyou import ThankYouFactory
-from tcpproto.udp import LOOP_PORT, DatagramServer, DatagramService
-from tests.support import LOCAL_TCP, LOOPBACK, listenLocal, portNumber, startServerAsync
+from tcpproto.udp import LOOP_PORT, DatagramServer
+from tests.helpers import LOCAL_TCP, LOOPBACK, listenLocal, portNumber, startServerAsync, waitUntil
 from tests.test_udp import udpAddress, udpClient
 
 _METRICS_URL = re.compile(r"serving metrics on http://127\.0\.0\.1:(\d+)/metrics")
@@ -173,19 +173,19 @@ class OptionsTests(SynchronousTestCase):
             mock.patch.dict(sys.modules, {"prometheus_client": None}),
             self.assertRaises(SystemExit) as caught,
         ):
-            Options().parseOptions(["--metrics", "tcp:9100"])
+            TwistdOptions().parseOptions(["--metrics", "tcp:9100"])
         self.assertEqual(caught.exception.code, 2)
         lines = err.getvalue().splitlines()
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("pip install 'tcpproto[metrics]'", lines[0])
 
     def test_badEndpoint(self) -> None:
-        options = Options()
-        options.parseOptions(["--metrics", "nonsense:1"])
+        """A bad --metrics endpoint is a usage error when the options are parsed."""
+        options = TwistdOptions()
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as caught:
-            makeService(options)
+            options.parseOptions(["--metrics", "nonsense:1"])
         self.assertEqual(caught.exception.code, 2)
         message = stderr.getvalue()
         self.assertIn("bad --metrics 'nonsense:1'", message)
@@ -280,14 +280,6 @@ async def connectEcho(port: int) -> EchoClient:
     return client
 
 
-async def waitUntil(predicate: Any, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("condition not reached in time")
-
-
 class ScrapeTests(TestCase):
     """/metrics on real loopback sockets while echo traffic flows."""
 
@@ -326,7 +318,7 @@ class ScrapeTests(TestCase):
         assert b.transport is not None
         b.transport.loseConnection()
         await b.closed
-        await waitUntil(lambda: factory.stats.active == 1)
+        await waitUntil(lambda: factory.active == 1)
 
         # Keep traffic flowing on `a`, scraping between round trips.
         sent = 1000
@@ -352,7 +344,7 @@ class ScrapeTests(TestCase):
         assert a.transport is not None
         a.transport.loseConnection()
         await a.closed
-        await waitUntil(lambda: factory.stats.active == 0)
+        await waitUntil(lambda: factory.active == 0)
         s = await scrape(metrics)
         self.assertEqual(sample(s, "tcpproto_received_bytes_total", **labels), sent + 300)
         self.assertEqual(sample(s, "tcpproto_sent_bytes_total", **labels), sent + 300)

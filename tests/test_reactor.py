@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import EchoFactory, EchoProtocol, exchange
 from tcpproto.reactor import LeanEPollReactor
-from tests.support import LOOPBACK, runProcessSync, startServer
+from tests.helpers import LOOPBACK, runProcessSync, startServer
 
 T = TypeVar("T")
 

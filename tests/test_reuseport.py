@@ -21,11 +21,8 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from tcpproto import tap
-from tcpproto.client import exchange
-from tcpproto.echo import EchoFactory
-from tcpproto.limits import ConnectionLimits
-from tcpproto.reuseport import (
+from tcpproto import _tls, tap
+from tcpproto._reuseport import (
     ReusePortReactor,
     ReusePortTCP4ServerEndpoint,
     ReusePortTCP6ServerEndpoint,
@@ -33,11 +30,13 @@ from tcpproto.reuseport import (
     listenTCPReusePort,
     reusePortAvailable,
     reusePortServerFromString,
-    unparseEndpoint,
 )
-from tcpproto.tls import HandshakeGateFactory, TLSListeningReactor
-from tests.deploy_support import connect, halfCloseExchange
-from tests.support import LOOPBACK, ServerProcess, makeTLSFiles, startServer
+from tcpproto._tls import ClientCAReactor, RequireClientCertificate
+from tcpproto._wrapping import unparseEndpoint
+from tcpproto.client import exchange
+from tcpproto.echo import EchoFactory
+from tcpproto.limits import ConnectionLimits
+from tests.helpers import LOOPBACK, ServerProcess, connect, halfCloseExchange, makePKI, startServer
 
 
 def reusesPort(port: IListeningPort) -> bool:
@@ -136,8 +135,8 @@ class ListenTests(_Skip, TestCase):
         self.assertEqual(proxy.listenUNIX, real.listenUNIX)
 
     def _contextFactory(self) -> CertificateOptions:
-        files = makeTLSFiles(self)
-        with open(files.certPath, "rb") as c, open(files.keyPath, "rb") as k:
+        files = makePKI(self)
+        with open(files.serverCert, "rb") as c, open(files.serverKey, "rb") as k:
             pem = c.read() + k.read()
         return cast(CertificateOptions, PrivateCertificate.loadPEM(pem).options())
 
@@ -150,11 +149,20 @@ class ListenTests(_Skip, TestCase):
         self.assertTrue(reusesPort(port))
         self.assertIsInstance(cast(Any, port).factory, TLSMemoryBIOFactory)
 
-    def test_composesWithTLSListeningReactor(self) -> None:
-        """In either order, TLS listeners share the port and keep the handshake gate."""
+    def test_composesWithClientCAReactor(self) -> None:
+        """In either order, TLS listeners share the port and demand client certificates."""
+        caFile = makePKI(self).caCert
+        created: list[object] = []
+
+        class Recording(RequireClientCertificate):
+            def __init__(self, contextFactory: Any, caFile: str) -> None:
+                created.append(self)
+                super().__init__(contextFactory, caFile)
+
+        self.patch(_tls, "RequireClientCertificate", Recording)
         for listening in (
-            ReusePortReactor(TLSListeningReactor(reactor)),
-            TLSListeningReactor(ReusePortReactor(reactor)),
+            ReusePortReactor(ClientCAReactor(reactor, caFile)),
+            ClientCAReactor(ReusePortReactor(reactor), caFile),
         ):
             port = self.track(
                 listening.listenSSL(0, EchoFactory(), self._contextFactory(), interface=LOOPBACK)
@@ -162,7 +170,8 @@ class ListenTests(_Skip, TestCase):
             self.assertTrue(reusesPort(port))
             tls = cast(Any, port).factory
             self.assertIsInstance(tls, TLSMemoryBIOFactory)
-            self.assertIsInstance(tls.wrappedFactory, HandshakeGateFactory)
+            self.assertEqual(len(created), 1)
+            created.clear()
 
 
 class TwoProcessesTests(_Skip, SynchronousTestCase):
@@ -219,7 +228,7 @@ class PrefixOptionTests(SynchronousTestCase):
         err = io.StringIO()
         self.patch(sys, "stderr", err)
         with self.assertRaises(SystemExit) as caught:
-            self.parse(*args)
+            tap.TwistdOptions().parseOptions(list(args))
         self.assertEqual(caught.exception.code, 2)
         return err.getvalue()
 

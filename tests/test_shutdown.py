@@ -23,11 +23,12 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tcpproto._services import ListenerService, ServerService
 from tcpproto.connection import SHUTDOWN
 from tcpproto.echo import LINE, EchoFactory
 from tcpproto.limits import ConnectionLimits
-from tcpproto.service import ListenerService, ServerService
-from tests.hardening_support import (
+from tests.helpers import (
+    LogCapture,
     Probe,
     connect,
     pattern,
@@ -36,7 +37,6 @@ from tests.hardening_support import (
     refusedNow,
     startLimitedServer,
 )
-from tests.support import LogCapture
 
 reactor = _reactor
 
@@ -51,10 +51,10 @@ class FakeConnection:
         self.limits = limits
         self.clock = clock
         self.aborted: list[str] = []
-        limits.opened(self, None)  # type: ignore[arg-type]
+        limits.opened(self, None)
 
     def finish(self) -> None:
-        self.limits.closed(self, None)  # type: ignore[arg-type]
+        self.limits.closed(self, None)
 
     def abort(self, reason: str) -> None:
         self.aborted.append(reason)

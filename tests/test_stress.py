@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import pytest
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.hardening_support import (
+from tests.helpers import (
     LimitedServer,
     connect,
     pattern,
@@ -33,7 +33,7 @@ from tests.hardening_support import (
     recvExactly,
     recvUntilClosed,
     startLimitedServer,
-    waitUntil,
+    waitUntilBlocking,
 )
 
 pytestmark = pytest.mark.stress
@@ -173,7 +173,7 @@ class FileDescriptorExhaustionTests(SynchronousTestCase):
         # Free some descriptors: new connections are served again.
         for c in served[:5]:
             c.close()
-        waitUntil(lambda: server.fdCount() <= self.LIMIT - 5, 5.0)
+        waitUntilBlocking(lambda: server.fdCount() <= self.LIMIT - 5, 5.0)
         for _ in range(3):
             with connect(server.port) as c:
                 c.sendall(b"back")
@@ -226,18 +226,19 @@ class ChurnTests(SynchronousTestCase):
         """20,000 connect-send-receive-close cycles leak no descriptor and no memory."""
         server = startLimitedServer(self)
         self._cycles(server, 1000)  # warm up
-        waitUntil(lambda: server.stdout().count("closed (closed)") >= 1000, 10, interval=0.2)
+        waitUntilBlocking(lambda: server.stdout().count("closed (closed)") >= 1000, 10)
         fds, rss = server.fdCount(), server.rssKiB()
         started = time.monotonic()
         self._cycles(server, self.CYCLES)
         elapsed = time.monotonic() - started
-        waitUntil(
+        waitUntilBlocking(
             lambda: server.stdout().count("closed (closed)") >= 1000 + self.CYCLES,
             15,
             lambda: f"{server.stdout().count('closed (closed)')} closed",
-            interval=0.2,
         )
-        waitUntil(lambda: server.fdCount() <= fds, 5, lambda: f"{server.fdCount()} > {fds} fds")
+        waitUntilBlocking(
+            lambda: server.fdCount() <= fds, 5, lambda: f"{server.fdCount()} > {fds} fds"
+        )
         self.assertEqual(server.fdCount(), fds)
         self.assertLess(server.rssKiB() - rss, 2048, "memory grew")
         self.assertLess(elapsed, 90)
@@ -320,13 +321,14 @@ class ConcurrencyTests(SynchronousTestCase):
         counts = [lane.messages for lane in lanes.values()]
         self.assertTrue(all(lane.done for lane in lanes.values()))
         self.assertGreaterEqual(min(counts), 3, "a client was starved")
-        waitUntil(
+        waitUntilBlocking(
             lambda: server.stdout().count("closed (closed)") >= self.CLIENTS,
             15,
             lambda: f"{server.stdout().count('closed (closed)')} of {self.CLIENTS} closed",
-            interval=0.2,
         )
-        waitUntil(lambda: server.fdCount() <= fds, 5, lambda: f"{server.fdCount()} > {fds} fds")
+        waitUntilBlocking(
+            lambda: server.fdCount() <= fds, 5, lambda: f"{server.fdCount()} > {fds} fds"
+        )
         self.assertNotIn("Traceback", server.output())
         self.assertNotIn("refused", server.stdout())
 

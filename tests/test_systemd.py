@@ -19,16 +19,19 @@ import socket
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tcpproto.service import DEFAULT_SHUTDOWN_TIMEOUT
-from tests.deploy_support import (
+from tcpproto._services import DEFAULT_SHUTDOWN_TIMEOUT
+from tests.helpers import (
     CONTRIB,
+    LOOPBACK,
     CommandServer,
     SocketActivatedServer,
     connect,
+    executable,
     freePort,
     halfCloseExchange,
+    runProcessSync,
+    shortTempDir,
 )
-from tests.support import LOOPBACK, executable, runProcessSync, shortTempDir
 
 UNITS = os.path.join(CONTRIB, "systemd")
 
@@ -196,7 +199,7 @@ class CommandLineTests(SynchronousTestCase):
         server.start()
         sock.close()
         self.assertEqual((server.host, server.port), ("::1", port))
-        s = connect(("::1", port), socket.AF_INET6)
+        s = connect(("::1", port))
         self.assertEqual(halfCloseExchange(s, b"activated\n"), b"activated\n")
         # KillSignal=SIGTERM: a graceful stop, exit status 0 (systemd: success).
         self.assertEqual(server.stop(signal.SIGTERM), 0)

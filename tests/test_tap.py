@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
 import sys
 
 from twisted.application.service import IService
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tcpproto import ConnectionLimits, EchoFactory, ThankYouFactory
-from tcpproto.service import ListenerService, ServerService
-from tcpproto.tap import Options, makeFactory, makeService
-from tests.support import LOCAL_TCP, LOOPBACK, LogCapture
+from tcpproto import ConnectionLimits, EchoFactory, ThankYouFactory, _services
+from tcpproto._proxy import ProxyServerEndpoint
+from tcpproto._services import ListenerService, ServerService
+from tcpproto._tls import HandshakeGateFactory
+from tcpproto.tap import Options, TwistdOptions, makeFactory, makeService, makeTwistdService
+from tests.helpers import LOCAL_TCP, LOOPBACK, LogCapture, makePKI
 
 
 class OptionsTests(SynchronousTestCase):
@@ -29,9 +33,15 @@ class OptionsTests(SynchronousTestCase):
         return options
 
     def usageError(self, *argv: str) -> str:
-        """Parsing ``argv`` exits with status 2 and one line on stderr; that line."""
-        with self.assertRaises(SystemExit) as caught:
+        """
+        Parsing ``argv`` raises a UsageError (and prints nothing); under
+        twistd it exits with status 2 and one line on stderr: that line.
+        """
+        with self.assertRaises(usage.UsageError):
             self.parse(*argv)
+        self.assertEqual(self.stderr.getvalue(), "")
+        with self.assertRaises(SystemExit) as caught:
+            TwistdOptions().parseOptions(list(argv))
         self.assertEqual(caught.exception.code, 2)
         lines = self.stderr.getvalue().splitlines()
         self.assertEqual(len(lines), 1, lines)
@@ -92,6 +102,64 @@ class OptionsTests(SynchronousTestCase):
     def test_unknownOption(self) -> None:
         self.usageError("--colour")
 
+    def test_badListen(self) -> None:
+        """A bad endpoint string is a usage error at parse time (nothing listens)."""
+        line = self.usageError("--listen", "tcpx:1")
+        self.assertIn("bad --listen 'tcpx:1'", line)
+
+    def test_badListenArgument(self) -> None:
+        self.assertIn("bad --listen", self.usageError("--listen", "tcp:notaport"))
+
+    def test_haproxyPrefixIsOurs(self) -> None:
+        """Inside twistd tcpecho, haproxy: reads as proxy: (our half-close-aware wrapper)."""
+        options = self.parse("--listen", "haproxy:tcp:0:interface=127.0.0.1")
+        service = makeService(options)
+        [listener] = [s for s in service if isinstance(s, ListenerService)]  # type: ignore[attr-defined]
+        self.assertIsInstance(listener.endpoint, ProxyServerEndpoint)
+
+
+class SideEffectFreeTests(SynchronousTestCase):
+    """Option parsing and makeService change nothing process-wide."""
+
+    def test_parseOptionsImportsNoReactor(self) -> None:
+        """In a fresh interpreter, parsing (endpoint strings included) installs no reactor."""
+        code = (
+            "import sys\n"
+            "from tcpproto.tap import Options\n"
+            "o = Options()\n"
+            "o.parseOptions(['--listen', 'tcp:0:interface=127.0.0.1', '--listen',"
+            " 'proxy:tcp:0', '--listen', 'reuseport:tcp:0', '--udp', '0'])\n"
+            "print('twisted.internet.reactor' in sys.modules)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, timeout=60, check=True
+        )
+        self.assertEqual(out.stdout.split(), [b"False"], out.stderr)
+
+    def test_makeServiceRaisesNeverExits(self) -> None:
+        """makeService given a value Options would refuse raises UsageError."""
+        options = Options()
+        options.parseOptions([])
+        options["listen"] = ["tcpx:1"]
+        self.assertRaises(usage.UsageError, makeService, options)
+
+    def test_makeServiceKeepsTheFileLimit(self) -> None:
+        """The open-files limit is raised when the server starts, not when it is built."""
+        calls: list[int] = []
+
+        def raiseFileLimit(wanted: int) -> tuple[int, int]:
+            calls.append(wanted)
+            return wanted, wanted
+
+        self.patch(_services, "raiseFileLimit", raiseFileLimit)
+        options = Options()
+        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
+        server = makeService(options)
+        self.assertEqual(calls, [])
+        assert isinstance(server, ServerService)
+        server._raiseFileLimit()
+        self.assertEqual(calls, [10000 + _services.FILE_HEADROOM])
+
 
 class MakeServiceTests(SynchronousTestCase):
     def parse(self, *argv: str) -> Options:
@@ -114,22 +182,33 @@ class MakeServiceTests(SynchronousTestCase):
         options = self.parse("--listen", "tcp:0", "--listen", "tcp:0", "--max-connections", "7")
         service = makeService(options)
         factories = [s.factory for s in service if isinstance(s, ListenerService)]  # type: ignore[attr-defined]
+        assert all(isinstance(f, EchoFactory) for f in factories)
         self.assertEqual(len(factories), 2)
         self.assertIs(factories[0].limits, factories[1].limits)
         self.assertEqual(factories[0].limits.maxConnections, 7)
         self.assertEqual([f.listener for f in factories], ["tcp:0", "tcp:0"])
 
-    def test_badEndpoint(self) -> None:
-        options = self.parse("--listen", "tcpx:1")
+    def test_badEndpointUnderTwistd(self) -> None:
+        """makeTwistdService turns a bad endpoint into twistd's one-line exit 2."""
+        options = self.parse()
+        options["listen"] = ["tcpx:1"]
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as caught:
-            makeService(options)
+            makeTwistdService(options)
         self.assertEqual(caught.exception.code, 2)  # a usage error, as a bad option
         message = stderr.getvalue()
         self.assertEqual(len(message.splitlines()), 1)
         self.assertIn("tcpx:1", message)
         self.assertIn("error", message)
+
+    def test_tlsListenerIsGated(self) -> None:
+        """An ssl: listener listens with the handshake gate around the factory."""
+        pki = makePKI(self)
+        options = self.parse("--listen", pki.serverDescription())
+        [listener] = [s for s in makeService(options) if isinstance(s, ListenerService)]  # type: ignore[attr-defined]
+        self.assertIsInstance(listener.factory, HandshakeGateFactory)
+        self.assertIsInstance(listener.factory.wrappedFactory, EchoFactory)
 
     def test_echoFactory(self) -> None:
         options = self.parse("--framing", "line", "--max-line-length", "10")

@@ -12,7 +12,7 @@ from tcpproto import ServerConnection, ThankYouFactory, ThankYouProtocol
 from tcpproto.connection import LINE_TOO_LONG, REPLIED_ONCE
 from tcpproto.framing import lineTooLongMessage
 from tcpproto.thankyou import BUSY_MESSAGE, DEFAULT_REPLY
-from tests.support import (
+from tests.helpers import (
     MEMORY_PEER,
     HalfCloseableStringTransport,
     LogCapture,

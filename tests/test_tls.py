@@ -22,32 +22,37 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import directlyProvides, providedBy
 
-from tcpproto.client import exchange
-from tcpproto.echo import EchoFactory
-from tcpproto.tls import (
+from tcpproto._tls import (
     TLS_BAD_CERTIFICATE,
     TLS_HANDSHAKE_FAILED,
     TLS_HANDSHAKE_TIMEOUT,
     TLS_NO_CERTIFICATE,
+    ClientCAReactor,
     HandshakeGate,
     HandshakeGateFactory,
-    TLSListeningReactor,
     _refusalReason,
     clientEndpoint,
     failureReason,
     loadCertificates,
     splitDescription,
 )
-from tests.deploy_support import PKI, connect, makePKI, readUntil, waitFor
-from tests.support import (
+from tcpproto.client import exchange
+from tcpproto.echo import EchoFactory
+from tests.helpers import (
     LOOPBACK,
+    PKI,
     LogCapture,
     ServerProcess,
+    connect,
+    makePKI,
+    readUntil,
     runClientSync,
     runProcessSync,
     serverCommand,
     shortTempDir,
     startServer,
+    waitUntil,
+    waitUntilBlocking,
 )
 
 
@@ -286,12 +291,15 @@ class Silent(Protocol):
 class MutualTLSTests(TestCase):
     """An ``ssl:`` listener with a client CA, on loopback, in this process."""
 
-    async def listen(self, factory: EchoFactory, via: Any = reactor, **kwargs: Any) -> int:
+    async def listen(
+        self, factory: EchoFactory, via: Any = reactor, handshakeTimeout: float = 10.0
+    ) -> int:
         self.pki: PKI = makePKI(self)
-        listening = TLSListeningReactor(via, clientCA=self.pki.caCert, **kwargs)
+        listening = ClientCAReactor(via, self.pki.caCert)
+        gate = HandshakeGateFactory(factory, handshakeTimeout, clock=via)
         port = cast(
             IListeningPort,
-            await serverFromString(listening, self.pki.serverDescription()).listen(factory),
+            await serverFromString(listening, self.pki.serverDescription()).listen(gate),
         )
         self.addCleanup(port.stopListening)
         return int(cast(Any, port.getHost()).port)
@@ -307,6 +315,9 @@ class MutualTLSTests(TestCase):
         )
         self.assertEqual(len(answer), len(data))
         self.assertTrue(answer == data, "the echo differs")
+        # The client's end comes with the server's close_notify; the
+        # server logs its close when TCP closes, a moment later.
+        await waitUntil(lambda: bool(log.withEvent("close")))
         closes = log.withEvent("close")
         self.assertEqual([(e["bytes_in"], e["bytes_out"]) for e in closes], [(len(data),) * 2])
         self.assertEqual(log.withEvent("refused"), [])
@@ -398,7 +409,9 @@ class EndToEndTests(SynchronousTestCase):
         self.assertIn("TLS:", refused.errLines()[0])
 
         # The server logged the refusal with the client's address and why.
-        waitFor(lambda: "tls-no-certificate" in server.stdout(), 5, "the refusal in the log")
+        waitUntilBlocking(
+            lambda: "tls-no-certificate" in server.stdout(), 5, "the refusal in the log"
+        )
         log = server.stdout()
         self.assertRegex(log, r"refused 127\.0\.0\.1:\d+ on ssl:.*: tls-no-certificate")
         self.assertEqual(log.count(" connected to ssl:"), 1)
@@ -423,7 +436,9 @@ class EndToEndTests(SynchronousTestCase):
         answer = readUntil(s, 1 << 16)
         s.close()
         self.assertNotIn(b"hello", answer)
-        waitFor(lambda: "tls-handshake-failed" in server.stdout(), 5, "the refusal in the log")
+        waitUntilBlocking(
+            lambda: "tls-handshake-failed" in server.stdout(), 5, "the refusal in the log"
+        )
         self.assertRegex(
             server.stdout(), r"refused 127\.0\.0\.1:\d+ on ssl:.*: tls-handshake-failed"
         )

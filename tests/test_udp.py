@@ -19,16 +19,16 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tcpproto._services import DatagramService
 from tcpproto.limits import NOT_ALLOWED, ConnectionLimits, parseNetwork
-from tcpproto.tap import Options
+from tcpproto.tap import Options, TwistdOptions
 from tcpproto.udp import (
     LOOP_PORT,
     MAX_DATAGRAM,
     DatagramServer,
-    DatagramService,
     parseUDPAddress,
 )
-from tests.support import LOOPBACK, LogCapture, ServerProcess, startServerAsync
+from tests.helpers import LOOPBACK, LogCapture, ServerProcess, startServerAsync, waitUntil
 
 reactor = cast(Any, _reactor)
 
@@ -229,7 +229,7 @@ class OptionsTests(SynchronousTestCase):
         err = io.StringIO()
         self.patch(sys, "stderr", err)
         with self.assertRaises(SystemExit) as caught:
-            Options().parseOptions(["--udp", "nowhere:7"])
+            TwistdOptions().parseOptions(["--udp", "nowhere:7"])
         self.assertEqual(caught.exception.code, 2)
         lines = err.getvalue().splitlines()
         self.assertEqual(len(lines), 1)
@@ -356,22 +356,25 @@ _UDP_LISTENING = re.compile(r"listening on (\S+):(\d+) \(udp:")
 
 
 async def udpAddress(server: ServerProcess, timeout: float = 10.0) -> tuple[str, int]:
-    """The address of the server's UDP listener, from its log."""
-    for _ in range(int(timeout / 0.02)):
-        m = _UDP_LISTENING.search(server.stdout())
-        if m:
-            return m.group(1), int(m.group(2))
-        await deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f"no UDP listening line:\n{server.output()}")
+    await waitUntil(
+        lambda: _UDP_LISTENING.search(server.stdout()),
+        timeout,
+        lambda: f"no UDP listening line:\n{server.output()}",
+    )
+    m = _UDP_LISTENING.search(server.stdout())
+    assert m is not None
+    return m.group(1), int(m.group(2))
 
 
 async def waitForLog(server: ServerProcess, pattern: str, timeout: float = 10.0) -> str:
-    for _ in range(int(timeout / 0.02)):
-        m = re.search(pattern, server.stdout())
-        if m:
-            return m.group(0)
-        await deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f"{pattern!r} not logged:\n{server.output()}")
+    await waitUntil(
+        lambda: re.search(pattern, server.stdout()),
+        timeout,
+        lambda: f"{pattern!r} not logged:\n{server.output()}",
+    )
+    m = re.search(pattern, server.stdout())
+    assert m is not None
+    return m.group(0)
 
 
 class TwistdUDPTests(TestCase):

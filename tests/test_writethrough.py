@@ -38,8 +38,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
-from tcpproto.connection import ServerFactory, _writeThroughSocket
-from tests.support import LOOPBACK, chunked, listenLocal, portNumber
+from tcpproto._twisted import writeThroughSocket as _writeThroughSocket
+from tcpproto.connection import ServerFactory
+from tests.helpers import LOOPBACK, chunked, listenLocal, portNumber
 
 PEER = IPv4Address("TCP", LOOPBACK, 40000)
 #: Blocking socket calls in these tests fail after this many seconds.

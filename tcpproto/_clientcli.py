@@ -1,0 +1,329 @@
+"""
+The ``tcpecho-client`` command line: arguments, standard input and output.
+
+:mod:`tcpproto.client` is its public face (``main``); the protocols are in
+:mod:`tcpproto._clientprotocols`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO, Any, NoReturn, cast
+
+from twisted.internet import defer, error
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, clientFromString, connectProtocol
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorCore,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tcpproto._clientprotocols import ClientProtocol, InputProtocol
+from tcpproto._twisted import STDIN_READ_SIZE, bigReadStandardIO
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7788
+DEFAULT_TIMEOUT = 10.0
+
+#: Exit statuses of ``tcpecho-client``.
+EXIT_OK = 0
+EXIT_CONNECT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def buildParser() -> argparse.ArgumentParser:
+    """The ``tcpecho-client`` argument parser."""
+    p = _Parser(
+        prog="tcpecho-client",
+        description=(
+            "Connect to a TCP server, send standard input to it as raw bytes, and write "
+            "what it sends back to standard output. At the end of input the connection "
+            "is half-closed, and the client exits once the server has closed too."
+        ),
+    )
+    p.add_argument("host", nargs="?", help=f"server host name or address (default {DEFAULT_HOST})")
+    p.add_argument("port", nargs="?", type=_port, help=f"server port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--connect",
+        metavar="DESC",
+        help="a Twisted client endpoint string instead of HOST PORT, e.g. tcp:127.0.0.1:7788, "
+        "unix:/run/tcpecho.sock, tls:example.net:7788",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up connecting after this long (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help="with --connect tls:HOST:PORT: trust only the CA certificates in this PEM file "
+        "(a client certificate for mutual TLS goes in the endpoint string: "
+        "tls:HOST:PORT:certificate=cert.pem:privateKey=key.pem)",
+    )
+    return p
+
+
+def _ask(prompt: str, default: str, stdin: IO[str], stderr: IO[str]) -> str:
+    stderr.write(f"{prompt} [{default}]: ")
+    stderr.flush()
+    answer = stdin.readline()
+    if not answer:
+        raise EOFError
+    return answer.strip() or default
+
+
+def _describeFailure(reason: Failure) -> str:
+    if reason.check(error.ConnectionRefusedError):
+        return "connection refused"
+    if reason.check(error.DNSLookupError, error.UnknownHostError):
+        return "unknown host"
+    if reason.check(error.TimeoutError, error.TCPTimedOutError):
+        return "timed out"
+    if reason.check(error.ConnectionLost):
+        return "connection lost"
+    if reason.check("OpenSSL.SSL.Error"):
+        from tcpproto._tls import failureReason
+
+        return f"TLS: {failureReason(reason)}"
+    message = reason.getErrorMessage().strip().splitlines()
+    return message[0] if message else reason.type.__name__  # type: ignore[union-attr]
+
+
+#: Client endpoint types whose strings take a ``timeout=`` (seconds to connect).
+_TIMEOUT_TYPES = ("tcp", "ssl", "tls", "unix")
+
+
+def withTimeout(description: str, timeout: float) -> str:
+    """
+    ``description`` with ``timeout=`` added when its type takes one and it
+    has none, so that ``--timeout`` also bounds ``--connect``.
+    """
+    kind = description.split(":", 1)[0]
+    if kind in _TIMEOUT_TYPES and "timeout=" not in description:
+        return f"{description}:timeout={timeout:g}"
+    return description
+
+
+class _Target:
+    """Where to connect, and how to name it in messages."""
+
+    def __init__(
+        self,
+        description: str | None,
+        host: str,
+        port: int,
+        timeout: float,
+        caFile: str | None = None,
+    ) -> None:
+        self.description = description
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.caFile = caFile
+
+    def name(self) -> str:
+        return self.description or f"{self.host} port {self.port}"
+
+    def endpoint(self, reactor: IReactorCore) -> IStreamClientEndpoint:
+        if self.description is not None and self.caFile is not None:
+            from tcpproto._tls import clientEndpoint
+
+            return clientEndpoint(reactor, self.description, self.caFile, self.timeout)
+        if self.description is not None:
+            return cast(
+                IStreamClientEndpoint,
+                clientFromString(reactor, withTimeout(self.description, self.timeout)),
+            )
+        return HostnameEndpoint(reactor, self.host, self.port, timeout=self.timeout)
+
+
+def parseTarget(argv: Sequence[str], stdin: IO[str], stderr: IO[str]) -> _Target:
+    """
+    Read the command line (and, interactively, ask for host and port).
+
+    :raises SystemExit: on a usage error, with a one-line message.
+    """
+    parser = buildParser()
+    args = parser.parse_args(list(argv))
+    if args.cafile is not None:
+        if args.connect is None or not args.connect.startswith("tls:"):
+            parser.error("--cafile goes with --connect tls:HOST:PORT")
+        from tcpproto._tls import loadCertificates
+
+        try:
+            loadCertificates(args.cafile)
+        except ValueError as e:
+            parser.error(f"--cafile: {e}")
+    if args.connect is not None:
+        if args.host is not None:
+            parser.error("give either HOST [PORT] or --connect, not both")
+        return _Target(args.connect, "", 0, args.timeout, args.cafile)
+    host, port = args.host, args.port
+    if host is None and stdin.isatty():
+        # Like the tutorial's client: ask for the server's address.
+        try:
+            host = _ask("server host", DEFAULT_HOST, stdin, stderr)
+            portText = _ask("server port", str(DEFAULT_PORT), stdin, stderr)
+        except (EOFError, KeyboardInterrupt):
+            stderr.write("\n")
+            raise SystemExit(EXIT_USAGE) from None
+        try:
+            port = _port(portText)
+        except argparse.ArgumentTypeError as e:
+            parser.error(str(e))
+    return _Target(None, host or DEFAULT_HOST, port or DEFAULT_PORT, args.timeout)
+
+
+@implementer(IHalfCloseableProtocol)
+class _InputGate(Protocol):
+    """
+    Standard input, held paused until the connection is up, then handed to
+    an :class:`InputProtocol` (nothing typed early is lost or sent early).
+    """
+
+    def __init__(self) -> None:
+        self.inner: InputProtocol | None = None
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        cast(IPushProducer, self.transport).pauseProducing()
+
+    def attach(self, inner: InputProtocol) -> None:
+        assert self.transport is not None
+        self.inner = inner
+        inner.makeConnection(self.transport)  # type: ignore[no-untyped-call]
+        cast(IPushProducer, self.transport).resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        if self.inner is not None:
+            self.inner.readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        if self.inner is not None:
+            self.inner.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.inner is not None:
+            self.inner.connectionLost(reason)
+        self.closed.callback(None)
+
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_TIMEOUT",
+    "EXIT_CONNECT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "STDIN_READ_SIZE",
+    "buildParser",
+    "main",
+    "parseTarget",
+    "withTimeout",
+]
+
+
+def _StandardIO(proto: Protocol, reactor: IReactorCore, stdin: int = 0, stdout: int = 1) -> Any:
+    """Standard input and output as a transport for ``proto``, reading 64 KiB at a time."""
+    return bigReadStandardIO(proto, reactor, stdin, stdout)
+
+
+async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int:
+    stderr = sys.stderr
+    try:
+        endpoint = target.endpoint(reactor)
+    except (ValueError, KeyError, TypeError) as e:
+        stderr.write(f"tcpecho-client: bad endpoint {target.name()!r}: {e}\n")
+        return EXIT_USAGE
+    gate = _InputGate()
+    stdio = _StandardIO(gate, reactor)
+    proto = ClientProtocol(stdio)
+    try:
+        await connectProtocol(endpoint, proto)
+    except Exception:
+        why = _describeFailure(Failure())
+        stderr.write(f"tcpecho-client: cannot connect to {target.name()}: {why}\n")
+        stdio.loseConnection()
+        await gate.closed
+        return EXIT_CONNECT_FAILED
+    inputSide = InputProtocol(proto)
+    gate.attach(inputSide)
+    status = EXIT_OK
+    try:
+        await proto.done
+    except Exception:
+        if not inputSide.outputClosed:  # else our reader left (| head): be quiet
+            stderr.write(f"tcpecho-client: {target.name()}: {_describeFailure(Failure())}\n")
+        status = EXIT_CONNECT_FAILED
+    else:
+        if proto.serverClosedFirst and interactive:
+            stderr.write(f"tcpecho-client: {target.name()} closed the connection\n")
+    stdio.loseConnection()
+    if not inputSide.outputClosed:
+        # Wait for our output to be written.  (Without an output, StandardIO
+        # would wait for the end of its input, which may never come.)
+        await gate.closed
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``tcpecho-client`` command."""
+    from twisted.internet import task
+
+    from tcpproto.reactor import installIfNoneChosen
+
+    installIfNoneChosen()  # the same epoll reactor, half the CPU per event
+    target = parseTarget(sys.argv[1:] if argv is None else argv, sys.stdin, sys.stderr)
+    interactive = sys.stdin.isatty()
+
+    def run(reactor: IReactorCore) -> Deferred[None]:
+        d = defer.Deferred.fromCoroutine(_run(reactor, target, interactive))
+
+        def finish(status: int) -> None:
+            raise SystemExit(status)
+
+        return d.addCallback(finish)
+
+    task.react(run)

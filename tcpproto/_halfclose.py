@@ -1,0 +1,45 @@
+"""
+Half-close helpers shared by the server connection and the client.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITransport
+
+
+def halfCloseOrClose(transport: ITransport) -> None:
+    """
+    Send our FIN after what is buffered, and keep reading (a half-close).
+
+    Transports that cannot half-close (TLS) are closed instead, once what is
+    buffered has been sent.
+    """
+    # TLS has no half-close, and a TLS wrapper forwards unknown attributes to
+    # the TCP transport below it, whose FIN would cut TLS short.
+    loseWrite = (
+        None
+        if ISSLTransport.providedBy(transport)
+        else getattr(transport, "loseWriteConnection", None)
+    )
+    if loseWrite is None:
+        transport.loseConnection()
+    else:
+        loseWrite()
+
+
+def readingSide(transport: object) -> IPushProducer | None:
+    """
+    The object whose ``pauseProducing`` stops reading for ``transport``.
+
+    A TCP transport is its own producer; wrappers (TLS, the PROXY protocol)
+    are not, so we pause the transport they wrap.
+    """
+    for _ in range(8):
+        if IPushProducer.providedBy(transport) or hasattr(transport, "pauseProducing"):
+            return cast(IPushProducer, transport)
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return None
+    return None
