@@ -96,7 +96,7 @@ def update(templates: str) -> int:
     os.mkdir(guide)
     for page in GUIDE:
         shutil.copy(os.path.join(templates, page + ".pot"), guide)
-    from sphinx_intl import commands
+    from sphinx_intl import commands  # type: ignore[import-untyped]
 
     try:
         commands.main(

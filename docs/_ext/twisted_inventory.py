@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-import sphobjinv as soi
+import sphobjinv as soi  # type: ignore[import-untyped]
 
 #: Where the names link to: Twisted's published API documentation.
 BASE = "https://docs.twisted.org/en/stable/api/"
