@@ -10,6 +10,9 @@
 # thankyou-once (the tutorial's server replies and closes first; then a restart on its
 # port shows why SO_REUSEADDR matters), abort-rst (the client resets the connection).
 #
+# (The captures that need a network of their own, a retransmission under nftables loss
+# and the connection states, are made by scripts/capture-netns.sh.)
+#
 # Needs: Debian packages tcpdump and iproute2 (for ss); root or CAP_NET_RAW to capture;
 # a Python with tcpproto installed: PYTHON (default .venv/bin/python, else python3).
 # Only 127.0.0.1 is used.  Usage: scripts/capture-trace.sh [OUTDIR]  (default docs/traces)

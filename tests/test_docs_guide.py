@@ -288,3 +288,63 @@ class TwistedInventoryTests(SynchronousTestCase):
         }
         for key, uri in expected.items():
             self.assertEqual(entries.get(key), uri, key)
+
+
+class RendererTests(SynchronousTestCase):
+    """scripts/render_trace.py names retransmissions and SACK blocks."""
+
+    def setUp(self) -> None:
+        self.render: Any = _load("render_trace", "scripts", "render_trace.py")
+
+    def segment(
+        self, time: float, fromClient: bool, seq: int, ack: int, flags: int, **kw: Any
+    ) -> Any:
+        client, server = ("127.0.0.1", 40000), ("127.0.0.1", 7)
+        src, dst = (client, server) if fromClient else (server, client)
+        return self.render.Segment(
+            time=time,
+            src=src,
+            dst=dst,
+            seq=seq,
+            ack=ack,
+            flags=flags,
+            window=kw.get("window", 512),
+            options=kw.get("options", b""),
+            payload=kw.get("payload", b""),
+        )
+
+    def test_retransmissionAndSack(self) -> None:
+        syn, ack, psh = 0x02, 0x10, 0x08
+        sack = bytes([1, 1, 5, 10]) + (1003).to_bytes(4, "big") + (1006).to_bytes(4, "big")
+        rows = self.render.render(
+            [
+                self.segment(0.0, True, 1000, 0, syn),
+                self.segment(0.001, False, 5000, 1001, syn | ack),
+                self.segment(0.002, True, 1001, 5001, ack),
+                self.segment(0.003, True, 1001, 5001, psh | ack, payload=b"ab"),
+                self.segment(0.004, True, 1003, 5001, psh | ack, payload=b"cde"),
+                self.segment(0.005, False, 5001, 1001, ack, options=sack),
+                self.segment(0.205, True, 1001, 5001, psh | ack, payload=b"ab"),
+                self.segment(0.206, False, 5001, 1006, ack),
+            ],
+            7,
+        ).splitlines()
+        self.assertIn("SACK 3-6: these arrived after a gap", rows[6])
+        self.assertIn("retransmission: row 4 sent again, 202.000 ms later", rows[7])
+        self.assertIn("2 data bytes b'ab'", rows[7])
+        self.assertNotIn("retransmission", "".join(rows[:7]))
+        self.assertIn("ACK: the server has received 5 bytes", rows[8])
+
+    def test_duplicateSack(self) -> None:
+        """A SACK block below the acknowledgement number reports a duplicate (D-SACK)."""
+        syn, ack = 0x02, 0x10
+        dsack = bytes([1, 1, 5, 10]) + (5001).to_bytes(4, "big") + (5004).to_bytes(4, "big")
+        rows = self.render.render(
+            [
+                self.segment(0.0, True, 1000, 0, syn),
+                self.segment(0.001, False, 5000, 1001, syn | ack),
+                self.segment(0.002, True, 1001, 5004, ack, options=dsack),
+            ],
+            7,
+        ).splitlines()
+        self.assertIn("D-SACK 1-4: these bytes arrived twice", rows[3])
