@@ -66,6 +66,8 @@ COVERED = {
     "reuseaddr.py": "ReuseAddressTests",
     "echo_both.py": "TCPvsUDPTests",
     "udp_client.py": "TCPvsUDPTests",
+    "subclass_connection.py": "OwnProtocolTests",
+    "test_subclass_connection.py": "OwnProtocolTests",
 }
 
 EXAMPLE_TIMEOUT = 30.0
@@ -257,6 +259,28 @@ class QuickstartTests(TestCase):
         out = succeeded(self, await runExample("embed.py", "bonjour"))
         self.assertIn("echoed: bonjour", out)
         self.assertRegex(out, r"echo server on port \d+")
+
+
+class OwnProtocolTests(TestCase):
+    """docs/api.rst: a protocol of one's own on ServerConnection, and its tests."""
+
+    async def test_runs(self) -> None:
+        out = succeeded(self, await runExample("subclass_connection.py", "hello"))
+        self.assertIn("shouted: HELLO", out)
+
+    async def test_itsTestsPass(self) -> None:
+        """The example's tests pass under trial, written with tcpproto.testing."""
+        workDir = self.mktemp()  # for trial's _trial_temp
+        os.makedirs(workDir)
+        testFile = os.path.join(EXAMPLES, "test_subclass_connection.py")
+        result = await runProcess(
+            [sys.executable, "-m", "twisted.trial", testFile],
+            timeout=EXAMPLE_TIMEOUT,
+            cwd=workDir,
+        )
+        text = result.out.decode()
+        self.assertEqual(result.status, 0, text + result.err.decode())
+        self.assertIn("PASSED (successes=3)", text)
 
 
 class _PauseCounting(EchoProtocol):
