@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tcpproto._clientprotocols import ClientProtocol, InputProtocol
-from tcpproto._twisted import STDIN_READ_SIZE, bigReadStandardIO
+from tcpproto._twisted import bigReadStandardIO
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7788
@@ -248,21 +248,6 @@ class _InputGate(Protocol):
         if self.inner is not None:
             self.inner.connectionLost(reason)
         self.closed.callback(None)
-
-
-__all__ = [
-    "DEFAULT_HOST",
-    "DEFAULT_PORT",
-    "DEFAULT_TIMEOUT",
-    "EXIT_CONNECT_FAILED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "STDIN_READ_SIZE",
-    "buildParser",
-    "main",
-    "parseTarget",
-    "withTimeout",
-]
 
 
 def _StandardIO(proto: Protocol, reactor: IReactorCore, stdin: int = 0, stdout: int = 1) -> Any:

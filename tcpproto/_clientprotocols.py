@@ -1,23 +1,7 @@
 """
-The client's protocols: a byte pipe between local input/output and a TCP connection.
-
-The tutorial's client does ``connect``, ``send``, ``recv(1024)``, ``close``: it
-reads at most one buffer of the answer and can block forever on either side.
-Here both directions flow at once, each with flow control, and the end of the
-input becomes a half-close, so the server can finish answering:
-
-- :class:`ClientProtocol` is the network side: what the server sends goes to
-  an output consumer (standard output, or a buffer), and the socket stops
-  being read while that output is full.
-- :class:`InputProtocol` is the local side: what it reads goes to the
-  connection, and it stops reading while the socket's send buffer is full.
-  The end of its input half-closes the connection (our FIN); we keep reading
-  until the server closes too.
-- :func:`exchange` is the one-shot form for other Twisted code: send some
-  bytes, half-close, and get back everything the server sent.
-
-Public through :mod:`tcpproto.client` (and :mod:`tcpproto`); the command
-line is in :mod:`tcpproto._clientcli`.
+The client's protocols (:class:`ClientProtocol`, :class:`InputProtocol`) and
+:func:`exchange`: see :mod:`tcpproto.client`, their public face, for how the
+pieces fit; the command line is in :mod:`tcpproto._clientcli`.
 """
 
 from __future__ import annotations

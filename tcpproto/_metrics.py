@@ -58,6 +58,18 @@ from tcpproto._vocabulary import LOOP_PORT, MAX_CONNECTIONS, MAX_PER_PEER, NOT_A
 from tcpproto.connection import ServerConnection, ServerFactory
 from tcpproto.udp import DatagramServer
 
+__all__ = [
+    "DATAGRAM_REASONS",
+    "STREAM_REASONS",
+    "MetricsResource",
+    "MetricsService",
+    "ServerCollector",
+    "listenersOf",
+    "makeRegistry",
+    "makeSite",
+    "metricsService",
+]
+
 #: What the metrics are read from: TCP (and other stream) factories, and UDP servers.
 Listener = ServerFactory | DatagramServer
 

@@ -15,6 +15,10 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+__all__ = [
+    "RateLimitedLog",
+]
+
 
 class _Window:
     """One kind's current second: when it ends, and what it held back."""

@@ -41,6 +41,18 @@ from zope.interface import directlyProvides, implementer, providedBy
 from tcpproto._twisted import ReusePortPort
 from tcpproto._wrapping import unparseEndpoint
 
+__all__ = [
+    "REUSABLE_TYPES",
+    "ReusePortReactor",
+    "ReusePortServerParser",
+    "ReusePortTCP4ServerEndpoint",
+    "ReusePortTCP6ServerEndpoint",
+    "listenTCPReusePort",
+    "reusePortAvailable",
+    "reusePortServerFromString",
+    "unparseEndpoint",
+]
+
 #: The endpoint types that ``reuseport:`` may wrap.
 REUSABLE_TYPES = ("tcp", "tcp6", "ssl")
 

@@ -13,6 +13,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 
+__all__ = [
+    "DURATION_BUCKETS",
+    "ListenerStats",
+]
+
 #: Upper bounds, in seconds, of the connection-duration histogram's buckets.
 DURATION_BUCKETS: tuple[float, ...] = (
     0.001,

@@ -306,44 +306,6 @@ class ClientCAReactor:
         return listening
 
 
-class TLSListeningReactor:
-    """
-    Deprecated (kept for ``tcpproto.tls`` for one release): the given
-    reactor, whose ``listenSSL`` gates the application behind the handshake
-    (:class:`HandshakeGateFactory`) and, with ``clientCA``, requires client
-    certificates.  Use :class:`HandshakeGateFactory` around the factory you
-    listen with instead (and :class:`ClientCAReactor` for ``clientCA``).
-    """
-
-    def __init__(
-        self,
-        reactor: Any,
-        clientCA: str | None = None,
-        handshakeTimeout: float = HANDSHAKE_TIMEOUT,
-    ) -> None:
-        self._reactor = reactor if clientCA is None else ClientCAReactor(reactor, clientCA)
-        self._clock = reactor
-        self._handshakeTimeout = handshakeTimeout
-        directlyProvides(self, providedBy(reactor))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
-
-    def listenSSL(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        contextFactory: Any,
-        backlog: int = 50,
-        interface: str = "",
-    ) -> IListeningPort:
-        gate = HandshakeGateFactory(factory, self._handshakeTimeout, clock=self._clock)
-        listening: IListeningPort = self._reactor.listenSSL(
-            port, gate, contextFactory, backlog, interface
-        )
-        return listening
-
-
 # -- the client ------------------------------------------------------------
 
 
@@ -476,6 +438,7 @@ __all__ = [
     "HandshakeGateFactory",
     "RequireClientCertificate",
     "clientEndpoint",
+    "failureReason",
     "loadCertificates",
     "splitDescription",
     "trustRootFromFile",

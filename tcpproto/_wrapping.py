@@ -21,6 +21,11 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 
+__all__ = [
+    "FactoryWrapper",
+    "LayerProtocol",
+]
+
 
 class FactoryWrapper(Factory):
     """

@@ -29,13 +29,13 @@ from tcpproto._clientcli import (
     EXIT_CONNECT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    STDIN_READ_SIZE,
     buildParser,
     main,
     parseTarget,
     withTimeout,
 )
 from tcpproto._clientprotocols import ClientProtocol, InputProtocol, exchange
+from tcpproto._twisted import STDIN_READ_SIZE
 
 __all__ = [
     "DEFAULT_HOST",

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, TypedDict, cast
 
 from twisted.internet import error
 from twisted.internet.interfaces import (
@@ -72,6 +72,9 @@ from tcpproto._vocabulary import (
 )
 from tcpproto.limits import ConnectionLimits
 
+if TYPE_CHECKING:
+    pass
+
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_LIFETIME",
@@ -84,6 +87,7 @@ __all__ = [
     "IConnectionHooks",
     "ServerConnection",
     "ServerFactory",
+    "ServerFactoryOptions",
     "formatAddress",
     "halfCloseOrClose",
 ]
@@ -337,6 +341,23 @@ class ServerConnection(Protocol):
             hooks.connectionClosed(self, reason)
 
 
+class ServerFactoryOptions(TypedDict, total=False):
+    """
+    The keyword arguments of :class:`ServerFactory`, which its subclasses
+    (:class:`~tcpproto.echo.EchoFactory`...) take too: spelled out once, and
+    checked by a type checker (``EchoFactory(idleTimout=5)`` is an error).
+    """
+
+    idleTimeout: float
+    maxLifetime: float
+    limits: ConnectionLimits | None
+    maxConnections: int
+    maxPerPeer: int
+    allow: tuple[str | Network, ...] | list[str | Network]
+    listener: str
+    clock: IReactorTime | None
+
+
 @implementer(IConnectionHooks)
 class ServerFactory(_TwistedServerFactory):
     """
@@ -486,13 +507,7 @@ class ServerFactory(_TwistedServerFactory):
         connection.started = self.clock.seconds()
         connection.peer = formatAddress(connection.transport.getPeer())
         self.stats.opened()
-        self.log.info(
-            "{peer} connected to {listener} ({mode})",
-            event="open",
-            peer=connection.peer,
-            listener=self.listener,
-            mode=self.mode,
-        )
+        self._logConnection("{peer} connected to {listener} ({mode})", "open", connection)
         self._timers.add(connection)
 
     def connectionClosed(self, connection: ServerConnection, reason: Failure) -> None:
@@ -507,12 +522,10 @@ class ServerFactory(_TwistedServerFactory):
             # A PROXY-protocol wrapper knows the real client only once its
             # header is read, after connectionMade: log the best we know now.
             connection.peer = formatAddress(connection.transport.getPeer())
-        self.log.info(
+        self._logConnection(
             "{peer} closed ({reason}) after {duration:.3f}s: {bytes_in} bytes in, {bytes_out} out",
-            event="close",
-            peer=connection.peer,
-            listener=self.listener,
-            mode=self.mode,
+            "close",
+            connection,
             bytes_in=connection.bytesIn,
             bytes_out=connection.bytesOut,
             duration=duration,
@@ -524,24 +537,29 @@ class ServerFactory(_TwistedServerFactory):
 
     # -- timers -------------------------------------------------------------
 
-    def _idle(self, connection: ServerConnection) -> None:
+    def _logConnection(
+        self, format: str, event: str, connection: ServerConnection, **fields: object
+    ) -> None:
         self.log.info(
-            "{peer} idle for {timeout}s: closing",
-            event="idle",
+            format,
+            event=event,
             peer=connection.peer,
             listener=self.listener,
             mode=self.mode,
-            timeout=self.idleTimeout,
+            **fields,
+        )
+
+    def _idle(self, connection: ServerConnection) -> None:
+        self._logConnection(
+            "{peer} idle for {timeout}s: closing", "idle", connection, timeout=self.idleTimeout
         )
         connection.abort(IDLE_TIMEOUT)
 
     def _lifetimeOver(self, connection: ServerConnection) -> None:
-        self.log.info(
+        self._logConnection(
             "{peer} open for {lifetime}s: closing",
-            event="lifetime",
-            peer=connection.peer,
-            listener=self.listener,
-            mode=self.mode,
+            "lifetime",
+            connection,
             lifetime=self.maxLifetime,
         )
         connection.closeBecause(MAX_LIFETIME)

@@ -16,26 +16,25 @@ timers, statistics and logs that :class:`EchoFactory` adds.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
+from typing import TYPE_CHECKING
 
-from tcpproto._addresses import Network
 from tcpproto._vocabulary import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_LIFETIME,
     ECHO,
     LINE_TOO_LONG,
 )
-from tcpproto.connection import ServerConnection, ServerFactory
+from tcpproto.connection import ServerConnection, ServerFactory, ServerFactoryOptions
 from tcpproto.framing import (
     DEFAULT_MAX_LINE_LENGTH,
     FRAMINGS,
     LINE,
     RAW,
     LineBuffer,
+    checkFraming,
     lineTooLongMessage,
 )
-from tcpproto.limits import ConnectionLimits
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["FRAMINGS", "LINE", "RAW", "EchoFactory", "EchoProtocol", "LineEchoProtocol"]
 
@@ -118,7 +117,7 @@ class EchoFactory(ServerFactory):
 
     The other keyword arguments are those of
     :class:`~tcpproto.connection.ServerFactory` (limits, idle timeout,
-    listener name, clock).
+    listener name, clock: :class:`~tcpproto.connection.ServerFactoryOptions`).
     """
 
     mode = ECHO
@@ -129,31 +128,12 @@ class EchoFactory(ServerFactory):
         *,
         prefix: bytes = b"",
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
-        maxLifetime: float = DEFAULT_MAX_LIFETIME,
-        limits: ConnectionLimits | None = None,
-        maxConnections: int = DEFAULT_MAX_CONNECTIONS,
-        maxPerPeer: int = 0,
-        allow: tuple[str | Network, ...] | list[str | Network] = (),
-        listener: str = "",
-        clock: IReactorTime | None = None,
+        **options: Unpack[ServerFactoryOptions],
     ) -> None:
-        if framing not in FRAMINGS:
-            raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        checkFraming(framing, maxLineLength)
         if prefix and framing != LINE:
             raise ValueError("a prefix needs line framing")
-        if maxLineLength < 1:
-            raise ValueError("maxLineLength must be positive")
-        super().__init__(
-            idleTimeout=idleTimeout,
-            maxLifetime=maxLifetime,
-            limits=limits,
-            maxConnections=maxConnections,
-            maxPerPeer=maxPerPeer,
-            allow=allow,
-            listener=listener,
-            clock=clock,
-        )
+        super().__init__(**options)
         self.framing = framing
         self.prefix = prefix
         self.maxLineLength = maxLineLength

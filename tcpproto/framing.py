@@ -20,6 +20,7 @@ __all__ = [
     "LINE",
     "RAW",
     "LineBuffer",
+    "checkFraming",
     "lineTooLongMessage",
     "terminator",
 ]
@@ -112,3 +113,16 @@ def terminator(line: bytes) -> bytes:
 def lineTooLongMessage(maxLength: int) -> bytes:
     """The error line sent before closing a connection whose line is too long."""
     return b"error: line longer than %d bytes\n" % maxLength
+
+
+def checkFraming(framing: str, maxLineLength: int) -> None:
+    """
+    Check a factory's framing settings.
+
+    :raises ValueError: with a one-line message, for an unknown framing or a
+        maximum line length below 1.
+    """
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+    if maxLineLength < 1:
+        raise ValueError("maxLineLength must be positive")

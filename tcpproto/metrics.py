@@ -1,26 +1,8 @@
 """
-Deprecated: use twistd tcpecho --metrics (tcpproto.tap.makeService)
-
-This module became private in tcpproto 0.2; its names still work here, each
-with a DeprecationWarning, for one release.
+Deprecated since tcpproto 0.2 (now private: ``tcpproto._metrics``): use twistd
+tcpecho --metrics (tcpproto.tap.makeService).
 """
 
-from tcpproto import _metrics as _source
-from tcpproto._deprecate import reexportDeprecated
+from tcpproto._deprecate import deprecatedModule
 
-reexportDeprecated(
-    __name__,
-    _source,
-    [
-        "DATAGRAM_REASONS",
-        "STREAM_REASONS",
-        "MetricsResource",
-        "MetricsService",
-        "ServerCollector",
-        "listenersOf",
-        "makeRegistry",
-        "makeSite",
-        "metricsService",
-    ],
-    "use twistd tcpecho --metrics (tcpproto.tap.makeService)",
-)
+deprecatedModule(__name__)

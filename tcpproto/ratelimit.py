@@ -1,16 +1,8 @@
 """
-Deprecated: no replacement: an internal helper
-
-This module became private in tcpproto 0.2; its names still work here, each
-with a DeprecationWarning, for one release.
+Deprecated since tcpproto 0.2 (now private: ``tcpproto._ratelimit``): no
+replacement: an internal helper.
 """
 
-from tcpproto import _ratelimit as _source
-from tcpproto._deprecate import reexportDeprecated
+from tcpproto._deprecate import deprecatedModule
 
-reexportDeprecated(
-    __name__,
-    _source,
-    ["RateLimitedLog"],
-    "no replacement: an internal helper",
-)
+deprecatedModule(__name__)

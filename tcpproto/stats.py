@@ -1,16 +1,8 @@
 """
-Deprecated: read ServerFactory.stats
-
-This module became private in tcpproto 0.2; its names still work here, each
-with a DeprecationWarning, for one release.
+Deprecated since tcpproto 0.2 (now private: ``tcpproto._stats``): read
+ServerFactory.stats.
 """
 
-from tcpproto import _stats as _source
-from tcpproto._deprecate import reexportDeprecated
+from tcpproto._deprecate import deprecatedModule
 
-reexportDeprecated(
-    __name__,
-    _source,
-    ["DURATION_BUCKETS", "ListenerStats"],
-    "read ServerFactory.stats",
-)
+deprecatedModule(__name__)

@@ -73,11 +73,13 @@ MEMORY_HOST = IPv4Address("TCP", "127.0.0.1", 7788)
 
 
 def connectInMemory(
-    factory: IProtocolFactory, transport: StringTransport | None = None
+    factory: IProtocolFactory,
+    transport: StringTransport | None = None,
+    peer: IPv4Address | IPv6Address = MEMORY_PEER,
 ) -> tuple[ServerConnection, StringTransport]:
     """
     A :class:`~tcpproto.connection.ServerConnection` from ``factory``,
-    connected from :data:`MEMORY_PEER` on ``transport`` (by default a new
+    connected from ``peer`` on ``transport`` (by default a new
     :class:`~twisted.internet.testing.StringTransport`, which closes where
     TCP would half-close; pass a :class:`HalfCloseableStringTransport` to
     see half-closes); what it sends is ``transport.value()``.
@@ -85,12 +87,31 @@ def connectInMemory(
     :raises AssertionError: if ``factory`` refuses the peer or builds
         something else.
     """
-    proto = factory.buildProtocol(MEMORY_PEER)
+    proto = factory.buildProtocol(peer)
     assert isinstance(proto, ServerConnection), f"not a ServerConnection: {proto!r}"
     if transport is None:
-        transport = StringTransport(hostAddress=MEMORY_HOST, peerAddress=MEMORY_PEER)
+        transport = StringTransport(hostAddress=MEMORY_HOST, peerAddress=peer)
     proto.makeConnection(transport)
     return proto, transport
+
+
+class _TCPOptions:
+    """The socket options of ``ITCPTransport``, kept as attributes."""
+
+    noDelay = False
+    keepAlive = False
+
+    def getTcpNoDelay(self) -> bool:
+        return self.noDelay
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = bool(enabled)
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepAlive
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepAlive = bool(enabled)
 
 
 class HalfCloseableStringTransport(StringTransport):
@@ -107,34 +128,19 @@ class HalfCloseableStringTransport(StringTransport):
 
 
 @implementer(ISSLTransport)
-class TLSLikeStringTransport(HalfCloseableStringTransport):
+class TLSLikeStringTransport(_TCPOptions, HalfCloseableStringTransport):
     """
     Looks like Twisted's TLS wrapper: an ISSLTransport that *seems* to have
     ``loseWriteConnection`` (the wrapper forwards unknown attributes to the
     TCP transport below it), which must not be used under TLS.
     """
 
-    noDelay = False
-    keepAlive = False
-
     def getPeerCertificate(self) -> None:
         return None
 
-    def getTcpNoDelay(self) -> bool:
-        return self.noDelay
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.noDelay = bool(enabled)
-
-    def getTcpKeepAlive(self) -> bool:
-        return self.keepAlive
-
-    def setTcpKeepAlive(self, enabled: bool) -> None:
-        self.keepAlive = bool(enabled)
-
 
 @implementer(ITCPTransport, IConsumer, IPushProducer)
-class MemoryTransport:
+class MemoryTransport(_TCPOptions):
     """
     One end of a :class:`MemoryPipe`: buffers what its protocol writes.
 
@@ -223,18 +229,6 @@ class MemoryTransport:
         self.aborted = True
         self.outgoing = []
         self.outgoingSize = 0
-
-    def getTcpNoDelay(self) -> bool:
-        return self.noDelay
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.noDelay = bool(enabled)
-
-    def getTcpKeepAlive(self) -> bool:
-        return self.keepAlive
-
-    def setTcpKeepAlive(self, enabled: bool) -> None:
-        self.keepAlive = bool(enabled)
 
     # IConsumer
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:

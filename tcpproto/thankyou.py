@@ -8,31 +8,30 @@ without it, the server acknowledges every message until the peer closes.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
+from typing import TYPE_CHECKING
+
 from twisted.internet.protocol import Protocol
 
-from tcpproto._addresses import Network
 from tcpproto._vocabulary import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_LIFETIME,
     DEFAULT_REPLY,
     LINE_TOO_LONG,
     NOT_ALLOWED,
     REPLIED_ONCE,
     THANKYOU,
 )
-from tcpproto.connection import ServerConnection, ServerFactory
+from tcpproto.connection import ServerConnection, ServerFactory, ServerFactoryOptions
 from tcpproto.framing import (
     DEFAULT_MAX_LINE_LENGTH,
-    FRAMINGS,
     LINE,
     RAW,
     LineBuffer,
+    checkFraming,
     lineTooLongMessage,
     terminator,
 )
-from tcpproto.limits import ConnectionLimits
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["BUSY_MESSAGE", "DEFAULT_REPLY", "ThankYouFactory", "ThankYouProtocol"]
 
@@ -113,8 +112,9 @@ class ThankYouFactory(ServerFactory):
         longer one gets an error line and the connection is closed.
 
     The other keyword arguments are those of
-    :class:`~tcpproto.connection.ServerFactory`.  Peers refused because of
-    the connection limits are told ``busy`` before the close.
+    :class:`~tcpproto.connection.ServerFactory`
+    (:class:`~tcpproto.connection.ServerFactoryOptions`).  Peers refused
+    because of the connection limits are told ``busy`` before the close.
     """
 
     mode = THANKYOU
@@ -127,31 +127,12 @@ class ThankYouFactory(ServerFactory):
         once: bool = False,
         *,
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
-        idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
-        maxLifetime: float = DEFAULT_MAX_LIFETIME,
-        limits: ConnectionLimits | None = None,
-        maxConnections: int = DEFAULT_MAX_CONNECTIONS,
-        maxPerPeer: int = 0,
-        allow: tuple[str | Network, ...] | list[str | Network] = (),
-        listener: str = "",
-        clock: IReactorTime | None = None,
+        **options: Unpack[ServerFactoryOptions],
     ) -> None:
-        if framing not in FRAMINGS:
-            raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        checkFraming(framing, maxLineLength)
         if not reply:
             raise ValueError("the reply must not be empty")
-        if maxLineLength < 1:
-            raise ValueError("maxLineLength must be positive")
-        super().__init__(
-            idleTimeout=idleTimeout,
-            maxLifetime=maxLifetime,
-            limits=limits,
-            maxConnections=maxConnections,
-            maxPerPeer=maxPerPeer,
-            allow=allow,
-            listener=listener,
-            clock=clock,
-        )
+        super().__init__(**options)
         self.reply = reply
         self.framing = framing
         self.once = once

@@ -1,27 +1,8 @@
 """
-Deprecated: use ssl: endpoints with twistd tcpecho --client-ca, or tcpecho-client --cafile
-
-This module became private in tcpproto 0.2; its names still work here, each
-with a DeprecationWarning, for one release.
+Deprecated since tcpproto 0.2 (now private: ``tcpproto._tls``): use ssl:
+endpoints with twistd tcpecho --client-ca, or tcpecho-client --cafile.
 """
 
-from tcpproto import _tls as _source
-from tcpproto._deprecate import reexportDeprecated
+from tcpproto._deprecate import deprecatedModule
 
-reexportDeprecated(
-    __name__,
-    _source,
-    [
-        "HANDSHAKE_TIMEOUT",
-        "HandshakeGate",
-        "HandshakeGateFactory",
-        "RequireClientCertificate",
-        "TLSListeningReactor",
-        "clientEndpoint",
-        "failureReason",
-        "loadCertificates",
-        "splitDescription",
-        "trustRootFromFile",
-    ],
-    "use ssl: endpoints with twistd tcpecho --client-ca, or tcpecho-client --cafile",
-)
+deprecatedModule(__name__)

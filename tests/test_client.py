@@ -47,13 +47,8 @@ from tcpproto.client import (
     STDIN_READ_SIZE,
     parseTarget,
 )
-from tests.helpers import (
-    HalfCloseableStringTransport,
-    MemoryPipe,
-    TLSLikeStringTransport,
-    clientDescription,
-    listenLocal,
-)
+from tcpproto.testing import HalfCloseableStringTransport, MemoryPipe, TLSLikeStringTransport
+from tests.helpers import clientDescription, listenLocal
 
 
 @implementer(IConsumer)

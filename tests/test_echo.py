@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from tcpproto import EchoFactory, EchoProtocol, LineEchoProtocol
 from tcpproto.connection import IDLE_TIMEOUT, LINE_TOO_LONG
 from tcpproto.framing import lineTooLongMessage
-from tests.helpers import MEMORY_PEER, LogCapture, chunked, connectInMemory
+from tcpproto.testing import MEMORY_PEER, connectInMemory
+from tests.helpers import LogCapture, chunked
 
 PEER = MEMORY_PEER
 
@@ -200,69 +201,6 @@ class FactoryValidationTests(SynchronousTestCase):
         connect(b)
         self.assertEqual((a.active, b.active), (2, 1))
         self.assertEqual((a.limits.active, b.limits.active), (2, 1))
-
-
-class IdleTimeoutTests(SynchronousTestCase):
-    """Closed after between T and 1.25 T of silence; never while traffic flows."""
-
-    # Powers of two, so that the clock's floating-point sums are exact.
-    T = 8.0
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.factory = EchoFactory(idleTimeout=self.T, clock=self.clock)
-        self.proto, self.transport = connect(self.factory)
-
-    def silenceUntilClosed(self, step: float = 1 / 64) -> float:
-        """Advance the clock until the connection is dropped; how long that took."""
-        start = self.clock.seconds()
-        while not self.transport.disconnecting:
-            self.clock.advance(step)
-            if self.clock.seconds() - start > 10 * self.T:
-                self.fail("never closed")
-        return self.clock.seconds() - start
-
-    def test_idleFromStart(self) -> None:
-        waited = self.silenceUntilClosed()
-        self.assertGreaterEqual(waited, self.T)
-        self.assertLessEqual(waited, 1.25 * self.T)
-        self.assertEqual(self.proto.closeReason, IDLE_TIMEOUT)
-
-    def test_idleAfterTraffic(self) -> None:
-        for offset in (0.0, 1 / 64, 0.5, 1.75, 2 - 1 / 64, 2.0, 2 + 1 / 64, 7.5):
-            # Whatever the phase of the idle timer, the bound holds.
-            self.clock.advance(offset)
-            self.proto.dataReceived(b"x")
-            waited = self.silenceUntilClosed()
-            self.assertGreaterEqual(waited, self.T)
-            self.assertLessEqual(waited, 1.25 * self.T)
-            self.proto, self.transport = connect(self.factory)
-
-    def test_neverWhileTrafficFlows(self) -> None:
-        for _ in range(400):  # 100 T of traffic every 0.25 T
-            self.clock.advance(self.T / 4)
-            self.proto.dataReceived(b"ping")
-        self.assertFalse(self.transport.disconnecting)
-
-    def test_drainingCountsAsActivity(self) -> None:
-        """A peer reading slowly (our buffer draining) is not idle."""
-        for _ in range(100):
-            self.clock.advance(self.T / 2)
-            self.proto.pauseProducing()
-            self.proto.resumeProducing()
-        self.assertFalse(self.transport.disconnecting)
-
-    def test_timerCancelledOnClose(self) -> None:
-        self.assertTrue(self.clock.getDelayedCalls())
-        self.proto.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(self.clock.getDelayedCalls(), [])
-
-    def test_disabled(self) -> None:
-        clock = Clock()
-        _, transport = connect(EchoFactory(idleTimeout=0, maxLifetime=0, clock=clock))
-        self.assertEqual(clock.getDelayedCalls(), [])
-        clock.advance(10**6)
-        self.assertFalse(transport.disconnecting)
 
 
 class LogEventTests(SynchronousTestCase):

@@ -38,11 +38,11 @@ from tcpproto._proxy import (
 )
 from tcpproto.client import exchange
 from tcpproto.echo import EchoFactory
+from tcpproto.testing import HalfCloseableStringTransport
 from tcpproto.thankyou import ThankYouFactory
 from tests.helpers import (
     CONTRIB,
     LOOPBACK,
-    HalfCloseableStringTransport,
     LogCapture,
     ServerProcess,
     connect,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import warnings
 from collections.abc import Iterator
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -240,6 +241,40 @@ class LayerTests(SynchronousTestCase):
                 if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
             ]
             self.assertEqual(defined, [], name)
+
+    def test_shimsWarnAndReexport(self) -> None:
+        """Each deprecated module gives the private module's names, with a DeprecationWarning."""
+        import importlib
+
+        from tcpproto._deprecate import MOVED
+
+        self.assertEqual(set(MOVED), set(SHIMS))
+        for name, (sourceName, hint) in MOVED.items():
+            source = importlib.import_module(sourceName)
+            self.assertTrue(source.__all__, sourceName)
+            for attribute in source.__all__:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    value = getattr(importlib.import_module(name), attribute)
+                self.assertIs(value, getattr(source, attribute))
+                self.assertEqual(
+                    [w.category for w in caught], [DeprecationWarning], f"{name}.{attribute}"
+                )
+                self.assertIn(hint, str(caught[0].message))
+
+    def test_clientRunsAsMainWithoutWarning(self) -> None:
+        """``python -m tcpproto.client`` works and prints no RuntimeWarning (the
+        package does not import tcpproto.client itself)."""
+        import subprocess
+        import sys
+
+        result = subprocess.run(
+            [sys.executable, "-W", "error", "-m", "tcpproto.client", "--help"],
+            capture_output=True,
+            timeout=60,
+        )
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        self.assertIn(b"tcpecho-client", result.stdout)
 
     def test_publicModulesArePublic(self) -> None:
         """Every module is public (listed), private (``_name``) or a shim."""

@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from tcpproto import EchoFactory, ThankYouFactory
 from tcpproto.connection import DEFAULT_MAX_LIFETIME, LIFETIME_GRACE, MAX_LIFETIME
 from tcpproto.tap import Options, makeFactory
-from tests.helpers import LogCapture, connectInMemory
+from tcpproto.testing import connectInMemory
+from tests.helpers import LogCapture
 
 connect = connectInMemory
 

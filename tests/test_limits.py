@@ -41,6 +41,7 @@ from tcpproto.limits import (
     peerIP,
 )
 from tcpproto.tap import Options, TwistdOptions
+from tcpproto.testing import connectInMemory
 from tcpproto.thankyou import BUSY_MESSAGE, ThankYouFactory
 from tests.helpers import (
     OTHER_LOOPBACK,
@@ -71,11 +72,7 @@ def connectTo(
     factory: ServerFactory, addr: IPv4Address | IPv6Address = V4
 ) -> tuple[ServerConnection, StringTransport]:
     """Admit a connection from ``addr`` in memory; fails if it is refused."""
-    proto = factory.buildProtocol(addr)
-    assert isinstance(proto, ServerConnection), proto
-    transport = StringTransport(peerAddress=addr)
-    proto.makeConnection(transport)
-    return proto, transport
+    return connectInMemory(factory, peer=addr)
 
 
 def lose(proto: ServerConnection) -> None:
@@ -331,6 +328,13 @@ class FactoryAdmissionTests(SynchronousTestCase):
 
 
 class IdleTimeoutTests(SynchronousTestCase):
+    """
+    The idle timeout: a connection is closed after between T and 1.25 T
+    without an answer, never while traffic flows; in memory on a fake clock,
+    and end to end.
+    """
+
+    # A power of two, so that the clock's floating-point sums are exact.
     timeout = 8.0
 
     def factory(self, **kwargs: object) -> tuple[EchoFactory, Clock]:
@@ -350,6 +354,38 @@ class IdleTimeoutTests(SynchronousTestCase):
         lose(proto)
         [close] = log.withEvent("close")
         self.assertEqual(close["reason"], IDLE_TIMEOUT)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def silenceUntilClosed(
+        self, clock: Clock, transport: StringTransport, step: float = 1 / 64
+    ) -> float:
+        """Advance the clock until the connection is dropped; how long that took."""
+        start = clock.seconds()
+        while not transport.disconnected:
+            clock.advance(step)
+            if clock.seconds() - start > 10 * self.timeout:
+                self.fail("never closed")
+        return clock.seconds() - start
+
+    def test_boundsWhateverThePhase(self) -> None:
+        """From the start, or after traffic at any phase of the sweep: T to 1.25 T."""
+        factory, clock = self.factory()
+        for offset in (None, 0.0, 1 / 64, 0.5, 1.75, 2 - 1 / 64, 2.0, 2 + 1 / 64, 7.5):
+            proto, transport = connectTo(factory)
+            if offset is not None:
+                clock.advance(offset)
+                proto.dataReceived(b"x")
+            waited = self.silenceUntilClosed(clock, transport)
+            self.assertGreaterEqual(waited, self.timeout)
+            self.assertLessEqual(waited, 1.25 * self.timeout)
+            self.assertEqual(proto.closeReason, IDLE_TIMEOUT)
+            lose(proto)
+
+    def test_timerCancelledOnClose(self) -> None:
+        factory, clock = self.factory()
+        proto, _ = connectTo(factory)
+        self.assertTrue(clock.getDelayedCalls())
+        lose(proto)
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_activeConnectionKept(self) -> None:
@@ -448,8 +484,37 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertTrue(transport.disconnected)
         self.assertEqual(proto.closeReason, IDLE_TIMEOUT)
 
+    # -- line length, in memory -----------------------------------------------------
 
-# -- line length, in memory -----------------------------------------------------
+    # -- end to end
+
+    def test_silentClosedTalkingKept(self) -> None:
+        server = startLimitedServer(self, "--idle-timeout", "1")
+        silent = connect(server.port)
+        talker = connect(server.port)
+        self.addCleanup(silent.close)
+        self.addCleanup(talker.close)
+        started = time.monotonic()
+        closedAt = None
+        while time.monotonic() - started < 2.5:
+            talker.sendall(b"ping")
+            self.assertEqual(recvExactly(talker, 4), b"ping")
+            if closedAt is None:
+                silent.settimeout(0.25)
+                try:
+                    if silent.recv(1) == b"":
+                        closedAt = time.monotonic() - started
+                except TimeoutError:
+                    pass
+                except ConnectionResetError:
+                    closedAt = time.monotonic() - started
+            else:
+                time.sleep(0.25)
+        self.assertIsNotNone(closedAt)
+        assert closedAt is not None
+        self.assertGreater(closedAt, 0.9)
+        self.assertLess(closedAt, 2.3)
+        self.assertIn("idle-timeout", server.closeReasons())
 
 
 class MaxLineLengthTests(SynchronousTestCase):
@@ -645,36 +710,6 @@ class AllowEndToEndTests(SynchronousTestCase):
             c.sendall(b"x")
             self.assertTrue(closedAtOnce(c))
         server.waitForLog(r"refused \[::1\]:\d+ on \S+: not-allowed")
-
-
-class IdleTimeoutEndToEndTests(SynchronousTestCase):
-    def test_silentClosedTalkingKept(self) -> None:
-        server = startLimitedServer(self, "--idle-timeout", "1")
-        silent = connect(server.port)
-        talker = connect(server.port)
-        self.addCleanup(silent.close)
-        self.addCleanup(talker.close)
-        started = time.monotonic()
-        closedAt = None
-        while time.monotonic() - started < 2.5:
-            talker.sendall(b"ping")
-            self.assertEqual(recvExactly(talker, 4), b"ping")
-            if closedAt is None:
-                silent.settimeout(0.25)
-                try:
-                    if silent.recv(1) == b"":
-                        closedAt = time.monotonic() - started
-                except TimeoutError:
-                    pass
-                except ConnectionResetError:
-                    closedAt = time.monotonic() - started
-            else:
-                time.sleep(0.25)
-        self.assertIsNotNone(closedAt)
-        assert closedAt is not None
-        self.assertGreater(closedAt, 0.9)
-        self.assertLess(closedAt, 2.3)
-        self.assertIn("idle-timeout", server.closeReasons())
 
 
 class MaxLineLengthEndToEndTests(SynchronousTestCase):

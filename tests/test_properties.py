@@ -18,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import ClientProtocol, EchoFactory, ServerConnection, ThankYouFactory
 from tcpproto.framing import LineBuffer
-from tests.helpers import MemoryPipe, chunked
+from tcpproto.testing import MemoryPipe
+from tests.helpers import chunked
 from tests.test_client import Output
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)

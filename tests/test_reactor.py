@@ -138,27 +138,24 @@ class LeanReactorTests(SynchronousTestCase):
 class ChoiceTests(SynchronousTestCase):
     """twistd tcpecho runs on the lean reactor unless the operator chose one."""
 
-    def test_installedWhenNoneChosen(self) -> None:
-        code = (
+    def installIfNoneChosen(self, before: str = "") -> list[bytes]:
+        """What installIfNoneChosen() returns, and the reactor then, in a fresh interpreter."""
+        code = before + (
             "from tcpproto.reactor import installIfNoneChosen\n"
             "print(installIfNoneChosen())\n"
             "from twisted.internet import reactor\n"
             "print(type(reactor).__name__)\n"
         )
         result = runProcessSync([sys.executable, "-c", code])
-        self.assertEqual(result.out.split(), [b"True", b"LeanEPollReactor"], result.err)
+        self.assertEqual(result.err, b"")
+        return result.out.split()
+
+    def test_installedWhenNoneChosen(self) -> None:
+        self.assertEqual(self.installIfNoneChosen(), [b"True", b"LeanEPollReactor"])
 
     def test_keptWhenChosen(self) -> None:
-        code = (
-            "from twisted.internet import epollreactor\n"
-            "epollreactor.install()\n"
-            "from tcpproto.reactor import installIfNoneChosen\n"
-            "print(installIfNoneChosen())\n"
-            "from twisted.internet import reactor\n"
-            "print(type(reactor).__name__)\n"
-        )
-        result = runProcessSync([sys.executable, "-c", code])
-        self.assertEqual(result.out.split(), [b"False", b"EPollReactor"], result.err)
+        chosen = "from twisted.internet import epollreactor\nepollreactor.install()\n"
+        self.assertEqual(self.installIfNoneChosen(chosen), [b"False", b"EPollReactor"])
 
     def test_twistdTcpechoUsesIt(self) -> None:
         server = startServer(self)

@@ -11,14 +11,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from tcpproto import ServerConnection, ThankYouFactory, ThankYouProtocol
 from tcpproto.connection import LINE_TOO_LONG, REPLIED_ONCE
 from tcpproto.framing import lineTooLongMessage
-from tcpproto.thankyou import BUSY_MESSAGE, DEFAULT_REPLY
-from tests.helpers import (
+from tcpproto.testing import (
     MEMORY_PEER,
     HalfCloseableStringTransport,
-    LogCapture,
     TLSLikeStringTransport,
     connectInMemory,
 )
+from tcpproto.thankyou import BUSY_MESSAGE, DEFAULT_REPLY
+from tests.helpers import LogCapture
 
 PEER = MEMORY_PEER
 

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import EchoFactory, ServerConnection
 from tcpproto.connection import IDLE_TIMEOUT, MAX_LIFETIME
-from tests.helpers import connectInMemory
+from tcpproto.testing import connectInMemory
 
 # Powers of two, so that the clock's floating-point sums are exact.
 T = 8.0

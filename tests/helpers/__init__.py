@@ -7,7 +7,8 @@ Test helpers, by what they fake or drive:
 - :mod:`tests.helpers.pki`: the one certificate factory;
 - :mod:`tests.helpers.proxy`: PROXY protocol headers;
 - :mod:`tests.helpers.logs`: log capture;
-- :mod:`tests.helpers.memory`: in-memory streams (and :mod:`tcpproto.testing`);
+- :mod:`tests.helpers.memory`: in-memory streams (the in-memory
+  connections are public: import them from :mod:`tcpproto.testing`);
 - :mod:`tests.helpers.waiting`: the one wait helper.
 
 Everything binds to and connects to loopback only.  The names are
@@ -18,14 +19,7 @@ from tests.helpers.logs import (
     LogCapture,
 )
 from tests.helpers.memory import (
-    MEMORY_HOST,
-    MEMORY_PEER,
-    HalfCloseableStringTransport,
-    MemoryPipe,
-    MemoryTransport,
-    TLSLikeStringTransport,
     chunked,
-    connectInMemory,
 )
 from tests.helpers.pki import (
     PKI,
@@ -97,8 +91,6 @@ __all__ = [
     "INTERVAL",
     "LOCAL_TCP",
     "LOOPBACK",
-    "MEMORY_HOST",
-    "MEMORY_PEER",
     "OTHER_LOOPBACK",
     "PKI",
     "PROCESS_TIMEOUT",
@@ -108,22 +100,17 @@ __all__ = [
     "V2_SIGNATURE",
     "Address",
     "CommandServer",
-    "HalfCloseableStringTransport",
     "LimitedServer",
     "LogCapture",
-    "MemoryPipe",
-    "MemoryTransport",
     "Probe",
     "ProcessResult",
     "ServerProcess",
     "SocketActivatedServer",
-    "TLSLikeStringTransport",
     "chunked",
     "clientCommand",
     "clientDescription",
     "closedAtOnce",
     "connect",
-    "connectInMemory",
     "executable",
     "freePort",
     "halfCloseExchange",

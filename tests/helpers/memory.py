@@ -1,29 +1,8 @@
 """
-In-memory streams (the connections themselves are public: tcpproto.testing).
+In-memory streams; the in-memory connections themselves are public: tcpproto.testing.
 """
 
 from __future__ import annotations
-
-from tcpproto.testing import (
-    MEMORY_HOST,
-    MEMORY_PEER,
-    HalfCloseableStringTransport,
-    MemoryPipe,
-    MemoryTransport,
-    TLSLikeStringTransport,
-    connectInMemory,
-)
-
-__all__ = [
-    "MEMORY_HOST",
-    "MEMORY_PEER",
-    "HalfCloseableStringTransport",
-    "MemoryPipe",
-    "MemoryTransport",
-    "TLSLikeStringTransport",
-    "chunked",
-    "connectInMemory",
-]
 
 from collections.abc import Iterable
 

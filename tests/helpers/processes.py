@@ -289,21 +289,22 @@ class ServerProcess:
         count = sum(1 for a in self.args if a in ("--listen", "-l") or a.startswith("--listen="))
         return max(count, 1)
 
+    def firstTCP(self) -> Address:
+        """The first TCP address it listens on."""
+        for a in self.addresses:
+            if not a.path:
+                return a
+        raise AssertionError(f"the server listens on no TCP port: {self.output()}")
+
     @property
     def port(self) -> int:
         """The port of the first TCP address it listens on."""
-        for a in self.addresses:
-            if not a.path:
-                return a.port
-        raise AssertionError(f"the server listens on no TCP port: {self.output()}")
+        return self.firstTCP().port
 
     @property
     def host(self) -> str:
         """The host of the first TCP address it listens on."""
-        for a in self.addresses:
-            if not a.path:
-                return a.host
-        raise AssertionError(f"the server listens on no TCP port: {self.output()}")
+        return self.firstTCP().host
 
     def spawn(self) -> None:
         """Start the process, without waiting for it to listen."""
