@@ -13,7 +13,6 @@ from typing import cast
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import (
     ConnectionDone,
@@ -280,47 +279,32 @@ class ExchangeTests(TestCase):
         await factory.limits.whenEmpty()
         return answer
 
-    def test_echo(self) -> Deferred[None]:
-        async def go() -> None:
-            self.assertEqual(await self.roundTrip(EchoFactory(), b"hello\n"), b"hello\n")
+    async def test_echo(self) -> None:
+        self.assertEqual(await self.roundTrip(EchoFactory(), b"hello\n"), b"hello\n")
 
-        return Deferred.fromCoroutine(go())
+    async def test_empty(self) -> None:
+        self.assertEqual(await self.roundTrip(EchoFactory(), b""), b"")
 
-    def test_empty(self) -> Deferred[None]:
-        async def go() -> None:
-            self.assertEqual(await self.roundTrip(EchoFactory(), b""), b"")
-
-        return Deferred.fromCoroutine(go())
-
-    def test_large(self) -> Deferred[None]:
+    async def test_large(self) -> None:
         data = os.urandom(3_000_000)
 
-        async def go() -> None:
-            answer = await self.roundTrip(EchoFactory(), data)
-            self.assertEqual(len(answer), len(data))
-            self.assertTrue(answer == data)
+        answer = await self.roundTrip(EchoFactory(), data)
+        self.assertEqual(len(answer), len(data))
+        self.assertTrue(answer == data)
 
-        return Deferred.fromCoroutine(go())
+    async def test_thankYouOnce(self) -> None:
+        answer = await self.roundTrip(ThankYouFactory(once=True), b"hi")
+        self.assertEqual(answer, b"thank you!")
 
-    def test_thankYouOnce(self) -> Deferred[None]:
-        async def go() -> None:
-            answer = await self.roundTrip(ThankYouFactory(once=True), b"hi")
-            self.assertEqual(answer, b"thank you!")
-
-        return Deferred.fromCoroutine(go())
-
-    def test_refused(self) -> Deferred[None]:
+    async def test_refused(self) -> None:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
         s.close()  # nothing listens there now
 
-        async def go() -> None:
-            endpoint = clientFromString(reactor, f"tcp:127.0.0.1:{free}")
-            with self.assertRaises(ConnectionRefusedError):
-                await exchange(endpoint, b"x")
-
-        return Deferred.fromCoroutine(go())
+        endpoint = clientFromString(reactor, f"tcp:127.0.0.1:{free}")
+        with self.assertRaises(ConnectionRefusedError):
+            await exchange(endpoint, b"x")
 
 
 class TTY(io.StringIO):

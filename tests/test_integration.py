@@ -19,7 +19,6 @@ import socket
 import time
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
@@ -139,71 +138,56 @@ class TestCaseBase(TestCase):
 class TutorialClientTests(TestCaseBase):
     """The tutorial's blocking client gets what it expects from both servers."""
 
-    def test_echo(self) -> Deferred[None]:
-        async def go() -> None:
-            factory = EchoFactory()
-            port = await self.serve(factory)
-            answer = await deferToThread(tutorialClient, port, b"hello, echo")
-            self.assertEqual(answer, b"hello, echo")
-            await self.allClosed(factory)
-            self.assertEqual(factory.stats.closedBytesIn, len(b"hello, echo"))
+    async def test_echo(self) -> None:
+        factory = EchoFactory()
+        port = await self.serve(factory)
+        answer = await deferToThread(tutorialClient, port, b"hello, echo")
+        self.assertEqual(answer, b"hello, echo")
+        await self.allClosed(factory)
+        self.assertEqual(factory.stats.closedBytesIn, len(b"hello, echo"))
 
-        return Deferred.fromCoroutine(go())
+    async def test_thankYou(self) -> None:
+        factory = ThankYouFactory()
+        port = await self.serve(factory)
+        answer = await deferToThread(tutorialClient, port, b"hello")
+        self.assertEqual(answer, b"thank you!")
+        await self.allClosed(factory)
 
-    def test_thankYou(self) -> Deferred[None]:
-        async def go() -> None:
-            factory = ThankYouFactory()
-            port = await self.serve(factory)
-            answer = await deferToThread(tutorialClient, port, b"hello")
-            self.assertEqual(answer, b"thank you!")
-            await self.allClosed(factory)
-
-        return Deferred.fromCoroutine(go())
-
-    def test_thankYouOnce(self) -> Deferred[None]:
+    async def test_thankYouOnce(self) -> None:
         """Once: the reply, then our FIN (the client sees EOF, not a reset)."""
 
-        async def go() -> None:
-            factory = ThankYouFactory(once=True)
-            port = await self.serve(factory)
-            first, rest = await deferToThread(tutorialClientThenEOF, port, b"hello")
-            self.assertEqual((first, rest), (b"thank you!", b""))
-            await self.allClosed(factory)
+        factory = ThankYouFactory(once=True)
+        port = await self.serve(factory)
+        first, rest = await deferToThread(tutorialClientThenEOF, port, b"hello")
+        self.assertEqual((first, rest), (b"thank you!", b""))
+        await self.allClosed(factory)
 
-        return Deferred.fromCoroutine(go())
-
-    def test_thankYouLines(self) -> Deferred[None]:
-        async def go() -> None:
-            factory = ThankYouFactory(framing="line", reply=b"ok")
-            port = await self.serve(factory)
-            endpoint = clientFromString(reactor, f"tcp:{LOOPBACK}:{port}")
-            answer = await exchange(endpoint, b"one\r\ntwo\nthr")
-            self.assertEqual(answer, b"ok\r\nok\n")
-            await self.allClosed(factory)
-
-        return Deferred.fromCoroutine(go())
+    async def test_thankYouLines(self) -> None:
+        factory = ThankYouFactory(framing="line", reply=b"ok")
+        port = await self.serve(factory)
+        endpoint = clientFromString(reactor, f"tcp:{LOOPBACK}:{port}")
+        answer = await exchange(endpoint, b"one\r\ntwo\nthr")
+        self.assertEqual(answer, b"ok\r\nok\n")
+        await self.allClosed(factory)
 
 
 class OneShotServerTests(TestCaseBase):
     """The tutorial's plain-socket server against ``tcpecho-client``."""
 
-    def test_client(self) -> Deferred[None]:
-        async def go() -> None:
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.addCleanup(listener.close)
-            listener.bind((LOOPBACK, 0))
-            listener.listen(1)
-            port = listener.getsockname()[1]
-            served = deferToThread(oneShotServer, listener)
-            result = await runClient(LOOPBACK, str(port), stdin=b"hello", timeout=20)
-            received = await served
-            self.assertEqual(received, b"hello")
-            self.assertEqual(result.out, b"thank you!")
-            self.assertEqual(result.status, 0, result.err)
-            # Not interactive (stdin is a pipe): nothing on stderr.
-            self.assertEqual(result.err, b"")
-
-        return Deferred.fromCoroutine(go())
+    async def test_client(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        served = deferToThread(oneShotServer, listener)
+        result = await runClient(LOOPBACK, str(port), stdin=b"hello", timeout=20)
+        received = await served
+        self.assertEqual(received, b"hello")
+        self.assertEqual(result.out, b"thank you!")
+        self.assertEqual(result.status, 0, result.err)
+        # Not interactive (stdin is a pipe): nothing on stderr.
+        self.assertEqual(result.err, b"")
 
 
 class HalfCloseTests(TestCaseBase):
@@ -211,151 +195,136 @@ class HalfCloseTests(TestCaseBase):
 
     SIZE = 4 * 1024 * 1024
 
-    def roundTrip(self, factory: EchoFactory) -> Deferred[None]:
+    async def roundTrip(self, factory: EchoFactory) -> None:
         data = os.urandom(self.SIZE)
 
-        async def go() -> None:
-            port = await self.serve(factory)
-            answer = await deferToThread(halfClosingClient, port, data)
-            self.assertEqual(len(answer), len(data))
-            self.assertTrue(answer == data, "echoed bytes differ")
-            await self.allClosed(factory)
-            self.assertEqual(factory.stats.closedBytesOut, self.SIZE)
+        port = await self.serve(factory)
+        answer = await deferToThread(halfClosingClient, port, data)
+        self.assertEqual(len(answer), len(data))
+        self.assertTrue(answer == data, "echoed bytes differ")
+        await self.allClosed(factory)
+        self.assertEqual(factory.stats.closedBytesOut, self.SIZE)
 
-        return Deferred.fromCoroutine(go())
+    async def test_writeThrough(self) -> None:
+        await self.roundTrip(EchoFactory())
 
-    def test_writeThrough(self) -> Deferred[None]:
-        return self.roundTrip(EchoFactory())
-
-    def test_transportWrites(self) -> Deferred[None]:
+    async def test_transportWrites(self) -> None:
         factory = EchoFactory()
         factory.writeThrough = False
-        return self.roundTrip(factory)
+        await self.roundTrip(factory)
 
-    def test_lineEcho(self) -> Deferred[None]:
+    async def test_lineEcho(self) -> None:
         """Line echo keeps a last partial line too."""
 
-        async def go() -> None:
-            factory = EchoFactory(framing="line")
-            port = await self.serve(factory)
-            data = b"line\n" * 100_000 + b"no newline"
-            answer = await deferToThread(halfClosingClient, port, data)
-            self.assertTrue(answer == data)
-            await self.allClosed(factory)
-
-        return Deferred.fromCoroutine(go())
+        factory = EchoFactory(framing="line")
+        port = await self.serve(factory)
+        data = b"line\n" * 100_000 + b"no newline"
+        answer = await deferToThread(halfClosingClient, port, data)
+        self.assertTrue(answer == data)
+        await self.allClosed(factory)
 
 
 class FlowControlTests(TestCaseBase):
     """A client that does not read makes the server stop reading, until it reads."""
 
-    def test_pauseAndResume(self) -> Deferred[None]:
-        async def go() -> None:
-            factory = EchoFactory()
-            port = await self.serve(factory)
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.addCleanup(s.close)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-            s.connect((LOOPBACK, port))
-            s.setblocking(False)
-            block = b"z" * 65536
-            sent = 0
+    async def test_pauseAndResume(self) -> None:
+        factory = EchoFactory()
+        port = await self.serve(factory)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        s.connect((LOOPBACK, port))
+        s.setblocking(False)
+        block = b"z" * 65536
+        sent = 0
 
-            def push() -> None:
-                nonlocal sent
-                while True:
-                    try:
-                        sent += s.send(block)
-                    except BlockingIOError:
-                        return
-
-            while not factory.limits.connections:
-                await deferLater(reactor, 0.01, lambda: None)
-            [conn] = list(factory.limits.connections)
-            assert isinstance(conn, ServerConnection)
-
-            # Send without reading until the server pauses.
-            deadline = time.monotonic() + 10
-            while not conn.paused:
-                self.assertLess(time.monotonic(), deadline, "the server never paused")
-                push()
-                await deferLater(reactor, 0.01, lambda: None)
-
-            # While paused the server reads nothing more, however long we push.
-            readSoFar = conn.bytesIn
-            for _ in range(20):
-                push()
-                await deferLater(reactor, 0.01, lambda: None)
-            self.assertTrue(conn.paused)
-            self.assertEqual(conn.bytesIn, readSoFar)
-            # What we pushed meanwhile waits in the kernel, not in the server.
-            self.assertGreater(sent, conn.bytesIn)
-
-            # Now read: the server resumes and everything comes back.
-            received = 0
-            shut = False
-            deadline = time.monotonic() + 20
+        def push() -> None:
+            nonlocal sent
             while True:
-                self.assertLess(time.monotonic(), deadline, "echo did not complete")
                 try:
-                    chunk = s.recv(262144)
+                    sent += s.send(block)
                 except BlockingIOError:
-                    chunk = None
-                except OSError as e:  # pragma: no cover - diagnostic
-                    self.fail(f"recv failed: {errno.errorcode.get(e.errno or 0, e)}")
-                if chunk == b"":
-                    break
-                if chunk:
-                    received += len(chunk)
-                if received == sent and not shut:
-                    s.shutdown(socket.SHUT_WR)
-                    shut = True
-                await deferLater(reactor, 0, lambda: None)
-            # The server read again: everything we sent reached it.
-            self.assertGreater(conn.bytesIn, readSoFar)
-            self.assertEqual(received, sent)
-            await self.allClosed(factory)
-            self.assertEqual(factory.stats.closedBytesIn, sent)
+                    return
 
-        return Deferred.fromCoroutine(go())
+        while not factory.limits.connections:
+            await deferLater(reactor, 0.01, lambda: None)
+        [conn] = list(factory.limits.connections)
+        assert isinstance(conn, ServerConnection)
+
+        # Send without reading until the server pauses.
+        deadline = time.monotonic() + 10
+        while not conn.paused:
+            self.assertLess(time.monotonic(), deadline, "the server never paused")
+            push()
+            await deferLater(reactor, 0.01, lambda: None)
+
+        # While paused the server reads nothing more, however long we push.
+        readSoFar = conn.bytesIn
+        for _ in range(20):
+            push()
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue(conn.paused)
+        self.assertEqual(conn.bytesIn, readSoFar)
+        # What we pushed meanwhile waits in the kernel, not in the server.
+        self.assertGreater(sent, conn.bytesIn)
+
+        # Now read: the server resumes and everything comes back.
+        received = 0
+        shut = False
+        deadline = time.monotonic() + 20
+        while True:
+            self.assertLess(time.monotonic(), deadline, "echo did not complete")
+            try:
+                chunk = s.recv(262144)
+            except BlockingIOError:
+                chunk = None
+            except OSError as e:  # pragma: no cover - diagnostic
+                self.fail(f"recv failed: {errno.errorcode.get(e.errno or 0, e)}")
+            if chunk == b"":
+                break
+            if chunk:
+                received += len(chunk)
+            if received == sent and not shut:
+                s.shutdown(socket.SHUT_WR)
+                shut = True
+            await deferLater(reactor, 0, lambda: None)
+        # The server read again: everything we sent reached it.
+        self.assertGreater(conn.bytesIn, readSoFar)
+        self.assertEqual(received, sent)
+        await self.allClosed(factory)
+        self.assertEqual(factory.stats.closedBytesIn, sent)
 
 
 class UnixSocketTests(TestCaseBase):
     """Any endpoint works: the echo and thank-you servers on a UNIX socket."""
 
-    def test_echo(self) -> Deferred[None]:
-        async def go() -> None:
-            path = os.path.join(shortTempDir(self), "echo.sock")
-            factory = EchoFactory()
-            await listenLocal(self, factory, f"unix:{path}")
-            data = os.urandom(500_000)
-            answer = await exchange(clientFromString(reactor, f"unix:{path}"), data)
-            self.assertTrue(answer == data)
-            await self.allClosed(factory)
+    async def test_echo(self) -> None:
+        path = os.path.join(shortTempDir(self), "echo.sock")
+        factory = EchoFactory()
+        await listenLocal(self, factory, f"unix:{path}")
+        data = os.urandom(500_000)
+        answer = await exchange(clientFromString(reactor, f"unix:{path}"), data)
+        self.assertTrue(answer == data)
+        await self.allClosed(factory)
 
-        return Deferred.fromCoroutine(go())
+    async def test_tutorialStyleClient(self) -> None:
+        path = os.path.join(shortTempDir(self), "ty.sock")
+        factory = ThankYouFactory(once=True)
+        await listenLocal(self, factory, f"unix:{path}")
 
-    def test_tutorialStyleClient(self) -> Deferred[None]:
-        async def go() -> None:
-            path = os.path.join(shortTempDir(self), "ty.sock")
-            factory = ThankYouFactory(once=True)
-            await listenLocal(self, factory, f"unix:{path}")
+        def client() -> bytes:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(SOCKET_TIMEOUT)
+            try:
+                s.connect(path)
+                s.send(b"hi")
+                return s.recv(1024)
+            finally:
+                s.close()
 
-            def client() -> bytes:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.settimeout(SOCKET_TIMEOUT)
-                try:
-                    s.connect(path)
-                    s.send(b"hi")
-                    return s.recv(1024)
-                finally:
-                    s.close()
-
-            self.assertEqual(await deferToThread(client), b"thank you!")
-            await self.allClosed(factory)
-
-        return Deferred.fromCoroutine(go())
+        self.assertEqual(await deferToThread(client), b"thank you!")
+        await self.allClosed(factory)
 
 
 class TLSTests(TestCaseBase):
@@ -373,34 +342,22 @@ class TLSTests(TestCaseBase):
         await self.allClosed(factory)
         return answer
 
-    def test_echo(self) -> Deferred[None]:
-        async def go() -> None:
-            answer = await self.tlsRoundTrip(EchoFactory(), b"hello over TLS")
-            self.assertEqual(answer, b"hello over TLS")
+    async def test_echo(self) -> None:
+        answer = await self.tlsRoundTrip(EchoFactory(), b"hello over TLS")
+        self.assertEqual(answer, b"hello over TLS")
 
-        return Deferred.fromCoroutine(go())
-
-    def test_echoLarge(self) -> Deferred[None]:
+    async def test_echoLarge(self) -> None:
         data = os.urandom(2_000_000)
 
-        async def go() -> None:
-            answer = await self.tlsRoundTrip(EchoFactory(), data)
-            self.assertEqual(len(answer), len(data))
-            self.assertTrue(answer == data)
+        answer = await self.tlsRoundTrip(EchoFactory(), data)
+        self.assertEqual(len(answer), len(data))
+        self.assertTrue(answer == data)
 
-        return Deferred.fromCoroutine(go())
+    async def test_thankYouOnce(self) -> None:
+        answer = await self.tlsRoundTrip(ThankYouFactory(once=True), b"hi")
+        self.assertEqual(answer, b"thank you!")
 
-    def test_thankYouOnce(self) -> Deferred[None]:
-        async def go() -> None:
-            answer = await self.tlsRoundTrip(ThankYouFactory(once=True), b"hi")
-            self.assertEqual(answer, b"thank you!")
-
-        return Deferred.fromCoroutine(go())
-
-    def test_thankYouLines(self) -> Deferred[None]:
-        async def go() -> None:
-            factory = ThankYouFactory(framing="line")
-            answer = await self.tlsRoundTrip(factory, b"a\nb\r\n")
-            self.assertEqual(answer, b"thank you!\nthank you!\r\n")
-
-        return Deferred.fromCoroutine(go())
+    async def test_thankYouLines(self) -> None:
+        factory = ThankYouFactory(framing="line")
+        answer = await self.tlsRoundTrip(factory, b"a\nb\r\n")
+        self.assertEqual(answer, b"thank you!\nthank you!\r\n")

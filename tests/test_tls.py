@@ -12,10 +12,15 @@ from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    clientFromString,
+    connectProtocol,
+    serverFromString,
+)
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -37,6 +42,7 @@ from tcpproto._tls import (
     splitDescription,
 )
 from tcpproto.client import exchange
+from tcpproto.connection import ServerConnection
 from tcpproto.echo import EchoFactory
 from tests.helpers import (
     LOOPBACK,
@@ -44,7 +50,9 @@ from tests.helpers import (
     LogCapture,
     ServerProcess,
     connect,
+    listenLocal,
     makePKI,
+    portNumber,
     readUntil,
     runClientSync,
     runProcessSync,
@@ -370,6 +378,28 @@ class MutualTLSTests(TestCase):
         self.assertEqual(timers.clock.getDelayedCalls(), [])
         await client.lost  # the server aborted, and logged why before closing
         self.assertEqual([e["reason"] for e in log.withEvent("refused")], [TLS_HANDSHAKE_TIMEOUT])
+
+
+class WriteOrderTests(TestCase):
+    """Over TLS, send() (written at once) and transport.write() (held until the
+    reactor's next turn by Twisted's TLS transport) keep their order."""
+
+    async def test_sendAfterTransportWrite(self) -> None:
+        class Mixed(ServerConnection):
+            def dataReceived(self, data: bytes) -> None:
+                assert self.transport is not None
+                self.transport.write(b"1:" + data)
+                self.send(b"2:" + data)
+                self.transport.write(b"3:" + data)
+                self.send(b"4:" + data)
+
+        pki = makePKI(self)
+        factory = Factory.forProtocol(Mixed)
+        port = await listenLocal(self, factory, pki.serverDescription())
+        answer = await exchange(
+            clientFromString(reactor, pki.trustingDescription(portNumber(port))), b"x"
+        )
+        self.assertEqual(answer, b"1:x2:x3:x4:x")
 
 
 class EndToEndTests(SynchronousTestCase):

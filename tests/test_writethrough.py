@@ -29,7 +29,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import error, reactor, tcp
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableDescriptor
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -451,40 +450,37 @@ def pingPongClient(port: int, messages: int) -> bytes:
 class RealReactorTests(TestCase):
     timeout = 60
 
-    def pingPong(self, writeThrough: bool) -> Deferred[None]:
+    async def pingPong(self, writeThrough: bool) -> None:
         messages = 100
 
-        async def go() -> None:
-            factory = EchoFactory()
-            factory.writeThrough = writeThrough
-            port = portNumber(await listenLocal(self, factory))
-            spies: list[list[bytes]] = []
-            original = ServerConnection.connectionMade
+        factory = EchoFactory()
+        factory.writeThrough = writeThrough
+        port = portNumber(await listenLocal(self, factory))
+        spies: list[list[bytes]] = []
+        original = ServerConnection.connectionMade
 
-            def spying(conn: ServerConnection) -> None:
-                original(conn)
-                assert isinstance(conn.transport, tcp.Server)
-                spies.append(countWrites(conn.transport))
+        def spying(conn: ServerConnection) -> None:
+            original(conn)
+            assert isinstance(conn.transport, tcp.Server)
+            spies.append(countWrites(conn.transport))
 
-            self.patch(ServerConnection, "connectionMade", spying)
-            answer = await deferToThread(pingPongClient, port, messages)
-            expected = b"".join(b"%04d" % i + b"p" * 60 for i in range(messages))
-            self.assertEqual(answer, expected)
-            d = factory.limits.whenEmpty()
-            d.addTimeout(SOCKET_TIMEOUT, reactor)
-            await d
-            [recorded] = spies
-            if writeThrough:
-                self.assertEqual(recorded, [], "the fast path was not taken")
-            else:
-                self.assertEqual(len(recorded), messages)
-            self.assertEqual(factory.stats.closedBytesOut, len(expected))
-            await deferLater(reactor, 0, lambda: None)
+        self.patch(ServerConnection, "connectionMade", spying)
+        answer = await deferToThread(pingPongClient, port, messages)
+        expected = b"".join(b"%04d" % i + b"p" * 60 for i in range(messages))
+        self.assertEqual(answer, expected)
+        d = factory.limits.whenEmpty()
+        d.addTimeout(SOCKET_TIMEOUT, reactor)
+        await d
+        [recorded] = spies
+        if writeThrough:
+            self.assertEqual(recorded, [], "the fast path was not taken")
+        else:
+            self.assertEqual(len(recorded), messages)
+        self.assertEqual(factory.stats.closedBytesOut, len(expected))
+        await deferLater(reactor, 0, lambda: None)
 
-        return Deferred.fromCoroutine(go())
+    async def test_fastPathTaken(self) -> None:
+        await self.pingPong(True)
 
-    def test_fastPathTaken(self) -> Deferred[None]:
-        return self.pingPong(True)
-
-    def test_fallbackTaken(self) -> Deferred[None]:
-        return self.pingPong(False)
+    async def test_fallbackTaken(self) -> None:
+        await self.pingPong(False)

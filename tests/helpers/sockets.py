@@ -16,8 +16,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocolFactory,
 )
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -31,7 +32,7 @@ LOCAL_TCP = f"tcp:0:interface={LOOPBACK}"
 
 async def listenLocal(
     testCase: SynchronousTestCase,
-    factory: Factory,
+    factory: IProtocolFactory,
     description: str = LOCAL_TCP,
     reactor: Any = None,
 ) -> IListeningPort:
