@@ -5,6 +5,10 @@
 #                a share of the TCP segments: the capture shows a segment sent again.
 #                Writes OUTDIR/retransmit.pcap and OUTDIR/retransmit.txt (rendered by
 #                scripts/render_trace.py, like the traces of scripts/capture-trace.sh).
+#   zero-window  docs/examples/slow_reader.py (sends without reading) against twistd
+#                tcpecho, in a namespace whose TCP buffers are 16 KiB (the sysctls
+#                net.ipv4.tcp_rmem and tcp_wmem are per namespace): the receive
+#                windows close and open again.  OUTDIR/zero-window.pcap and .txt.
 #   tcp-states   one `ss -tan` line at each state of a connection's life (SYN-SENT,
 #                SYN-RECV, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, LAST-ACK,
 #                TIME-WAIT), each held still by an nftables rule that drops the segment
@@ -21,7 +25,7 @@
 #
 # Needs root and the Debian packages iproute2 (ip, ss), nftables (nft) and tcpdump;
 # a Python with tcpproto installed: PYTHON (default .venv/bin/python, else python3).
-# Usage: scripts/capture-netns.sh [OUTDIR [retransmit|states|all]]
+# Usage: scripts/capture-netns.sh [OUTDIR [retransmit|zero-window|states|all]]
 #        (default: docs/traces, all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +33,8 @@ cd "$(dirname "$0")/.."
 OUT=${1:-docs/traces}
 WHAT=${2:-all}
 case "$WHAT" in
-retransmit | states | all) ;;
-*) echo "usage: capture-netns.sh [OUTDIR [retransmit|states|all]]" >&2; exit 2 ;;
+retransmit | zero-window | states | all) ;;
+*) echo "usage: capture-netns.sh [OUTDIR [retransmit|zero-window|states|all]]" >&2; exit 2 ;;
 esac
 LOSS=${LOSS:-10}             # percent of the segments dropped, each way
 ATTEMPTS=${ATTEMPTS:-60}
@@ -53,6 +57,7 @@ done
 [ -x "$TWISTD" ] || { echo "capture-netns.sh: no twistd next to $PYTHON" >&2; exit 1; }
 
 NS=tcpproto-capture-$$
+LISTEN=tcp:0:interface=127.0.0.1
 WORK=$(mktemp -d)
 SERVER_PID=
 CAPTURE_PID=
@@ -61,6 +66,7 @@ cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
+    ip netns del "$NS-small" 2>/dev/null || true
     [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -83,7 +89,6 @@ wait_for() {  # FILE REGEX: up to 10 s
 # -- 1. retransmission ------------------------------------------------------------
 capture_retransmit() {
 
-    LISTEN=tcp:0:interface=127.0.0.1
     "${IN[@]}" "$TWISTD" -n --pidfile= tcpecho --listen "$LISTEN" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     wait_for "$WORK/server.log" 'listening on 127\.0\.0\.1:[0-9]+'
@@ -167,5 +172,79 @@ capture_states() {
     echo "wrote $OUT/tcp-states.txt"
 }
 
-[ "$WHAT" = states ] || capture_retransmit
-[ "$WHAT" = retransmit ] || capture_states
+# -- 3. flow control on the wire -----------------------------------------------------
+capture_zero_window() {
+    local ns=$NS-small
+    ip netns add "$ns"
+    local in=(ip netns exec "$ns")
+    "${in[@]}" ip link set lo up
+    # Small socket buffers (min, default, max), in this namespace only: the
+    # windows close after a few segments instead of a few MiB.
+    "${in[@]}" sysctl -q -w net.ipv4.tcp_rmem="4096 16384 16384" net.ipv4.tcp_wmem="4096 16384 16384"
+    "${in[@]}" "$TWISTD" -n --pidfile= tcpecho --listen "$LISTEN" >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_for "$WORK/server.log" 'listening on 127\.0\.0\.1:[0-9]+'
+    PORT=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/server.log" | head -1 | cut -d: -f2)
+    # Retried (at most 5 times) until the capture holds the whole conversation
+    # (tcpdump can miss its end), both windows reached 0, and every byte came back.
+    local attempt=0 complete=
+    while [ "$attempt" -lt 5 ] && [ -z "$complete" ]; do
+        attempt=$((attempt + 1))
+        : >"$WORK/tcpdump.err"
+        "${in[@]}" tcpdump -i lo -nn -U --immediate-mode -s 0 -w "$WORK/zero-window.pcap" \
+            "tcp port $PORT" 2>"$WORK/tcpdump.err" &
+        CAPTURE_PID=$!
+        wait_for "$WORK/tcpdump.err" 'listening on'
+        "${in[@]}" timeout 60 "$PYTHON" docs/examples/slow_reader.py 127.0.0.1 "$PORT" 1 \
+            >"$WORK/client.out" 2>&1 || true
+        sleep 1 # the last ACK
+        kill -INT "$CAPTURE_PID"
+        wait "$CAPTURE_PID" || true
+        CAPTURE_PID=
+        "$PYTHON" scripts/render_trace.py "$WORK/zero-window.pcap" "$PORT" >"$WORK/table.txt"
+        if grep -q 'all intact' "$WORK/client.out" &&
+            grep -q "ACK of the server's FIN" "$WORK/table.txt" &&
+            grep -qE 'client -> server .*zero window' "$WORK/table.txt" &&
+            grep -qE 'client <- server .*zero window' "$WORK/table.txt"; then
+            complete=yes
+        fi
+    done
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+    SERVER_PID=
+    [ -n "$complete" ] || {
+        echo "capture-netns.sh: zero-window: no complete capture in $attempt attempts:" >&2
+        cat "$WORK/client.out" >&2
+        exit 1
+    }
+    cp "$WORK/zero-window.pcap" "$OUT/zero-window.pcap"
+    {
+        echo "zero-window: a client that sends without reading, against the echo server"
+        echo
+        echo "namespace: ip netns add NS; ip netns exec NS ip link set lo up (its own loopback);"
+        echo "           sysctl net.ipv4.tcp_rmem=\"4096 16384 16384\" net.ipv4.tcp_wmem=\"4096 16384 16384\""
+        echo "server:    twistd -n tcpecho --listen $LISTEN"
+        echo "           (server port: $PORT)"
+        echo "client:    python docs/examples/slow_reader.py 127.0.0.1 $PORT 1"
+        echo "capture:   tcpdump -i lo -w zero-window.pcap 'tcp port $PORT', rendered by scripts/render_trace.py"
+        echo "           seq/ack are relative; window is the receive window in bytes"
+        echo
+        cat "$WORK/table.txt"
+        echo
+        echo "client output:"
+        sed 's/^/    /' "$WORK/client.out"
+    } >"$OUT/zero-window.txt"
+    ip netns del "$ns"
+    echo "wrote $OUT/zero-window.txt and $OUT/zero-window.pcap"
+}
+
+case "$WHAT" in
+retransmit) capture_retransmit ;;
+zero-window) capture_zero_window ;;
+states) capture_states ;;
+all)
+    capture_retransmit
+    capture_zero_window
+    capture_states
+    ;;
+esac

@@ -193,10 +193,10 @@ def render(segments: list[Segment], serverPort: int) -> str:
     wscale: dict[str, int] = {}
     # The relative sequence number just after each side's FIN, once sent.
     finEnd: dict[str, int] = {}
-    # Per side: the end of the sequence space sent so far, and which row first
-    # sent each sequence number (to recognise a retransmission).
+    # Per side: the end of the sequence space sent so far, and the range each row
+    # first sent (start, end, row, time), to recognise a retransmission.
     sentEnd: dict[str, int] = {}
-    firstRow: dict[tuple[str, int], tuple[int, float]] = {}
+    sentRows: dict[str, list[tuple[int, int, int, float]]] = {"client": [], "server": []}
     established = False
     lines = [
         f"{'#':>3}  {'time ms':>8}  {'direction':<16}  {'flags':<11}  "
@@ -219,13 +219,18 @@ def render(segments: list[Segment], serverPort: int) -> str:
         notes = []
         length = len(s.payload) + s.has(0x02) + s.has(0x01)
         if length and not s.has(0x04):
-            if (side, seq) in firstRow and seq < sentEnd.get(side, 0):
-                row, when = firstRow[side, seq]
-                notes.append(
-                    f"retransmission: row {row} sent again, {(s.time - when) * 1000:.3f} ms later"
+            first = next((r for r in sentRows[side] if r[0] <= seq < r[1]), None)
+            if first is not None and seq < sentEnd.get(side, 0):
+                start, end, row, when = first
+                what = (
+                    f"row {row}" if (start, end) == (seq, seq + length) else f"bytes of row {row}"
                 )
-            else:
-                firstRow.setdefault((side, seq), (n, s.time))
+                notes.append(
+                    f"retransmission: {what} sent again, {(s.time - when) * 1000:.3f} ms later"
+                )
+            if seq + length > sentEnd.get(side, 0):
+                start = max(seq, sentEnd.get(side, 0))
+                sentRows[side].append((start, seq + length, n, s.time))
             sentEnd[side] = max(sentEnd.get(side, 0), seq + length)
         if s.has(0x04):
             notes.append(f"RST: the {side} resets the connection (no FIN, no TIME_WAIT)")
@@ -242,7 +247,11 @@ def render(segments: list[Segment], serverPort: int) -> str:
         if s.has(0x01):
             finEnd[side] = seq + len(s.payload) + 1
             notes.append(f"FIN: the {side} will send no more")
-        if not notes and ack is not None:
+        if not notes and ack is not None and not length and seq == sentEnd.get(side, 0) - 1:
+            # A bare ACK one below what was sent: a zero-window (or keepalive)
+            # probe, which makes the peer answer with its current window.
+            notes.append("probe: asks the peer for its window")
+        elif not notes and ack is not None:
             if finEnd.get(other) == ack:
                 notes.append(f"ACK of the {other}'s FIN")
             else:

@@ -75,6 +75,7 @@ class RetransmissionTraceTests(SynchronousTestCase):
         """Exactly one segment was retransmitted, a data segment, after a timeout."""
         again = re.findall(r"retransmission: row (\d+) sent again, ([\d.]+) ms later", self.trace)
         self.assertEqual(len(again), 1, self.trace)
+        self.assertEqual(self.trace.count("retransmission:"), 1)
         ((first, delay),) = again
         self.assertGreaterEqual(float(delay), 5.0)
         self.assertIn("data bytes", self.rows[int(first)])
@@ -93,6 +94,50 @@ class RetransmissionTraceTests(SynchronousTestCase):
         self.assertIn("numgen random mod 100", self.trace)
         addresses = set(re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", self.trace))
         self.assertEqual(addresses, {"127.0.0.1"})
+
+
+class ZeroWindowTraceTests(SynchronousTestCase):
+    """docs/traces/zero-window.*: flow control on the wire, as docs/tcp-lifecycle.rst tells it."""
+
+    def setUp(self) -> None:
+        self.trace = _read("docs", "traces", "zero-window.txt")
+        self.rows = _rows(self.trace)
+
+    def window(self, row: int) -> int:
+        return int(self.rows[row].split()[9])  # #, time, c, ->, s, flags, seq, ack, len, window
+
+    def test_renderedFromThePcap(self) -> None:
+        render: Any = _load("render_trace", "scripts", "render_trace.py")
+        port = re.search(r"server port: (\d+)", self.trace)
+        assert port is not None
+        table = render.render(
+            render.readPcap(os.path.join(TRACES, "zero-window.pcap")), int(port[1])
+        )
+        self.assertIn(table, self.trace)
+
+    def test_whatThePageSays(self) -> None:
+        """The rows the page names, with the windows it says they have."""
+        fromClient = {n for n, row in self.rows.items() if "client -> server" in row}
+        # From row 16 the client advertises 0, until it reads (row 30).
+        self.assertEqual([n for n in range(16, 30) if n in fromClient and self.window(n) != 0], [])
+        self.assertGreater(self.window(30), 0)
+        self.assertIn(30, fromClient)
+        # From row 25 the server advertises 0, until it reads again (row 39).
+        self.assertEqual(
+            [n for n in range(25, 39) if n not in fromClient and self.window(n) != 0], []
+        )
+        self.assertNotIn(39, fromClient)
+        self.assertGreater(self.window(39), 0)
+        self.assertEqual((self.window(11), 11 in fromClient), (0, False))
+        for probe in (26, 28):
+            self.assertIn("probe: asks the peer for its window", self.rows[probe])
+        self.assertNotIn(26, fromClient)
+        self.assertIn(28, fromClient)
+        self.assertRegex(self.rows[49], r"client -> server\s+FIN\+PSH\+ACK .* data bytes")
+        for row, dsack in ((21, 22), (24, 25)):
+            self.assertIn("retransmission: bytes of row", self.rows[row])
+            self.assertIn("D-SACK", self.rows[dsack])
+        self.assertIn("all intact", self.trace)
 
 
 class StatesTraceTests(SynchronousTestCase):
