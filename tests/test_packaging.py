@@ -130,6 +130,24 @@ class VersionTests(SynchronousTestCase):
         self._assertPrintsVersion(_SERVER)
 
 
+class ModuleEntryPointTests(SynchronousTestCase):
+    """The documented ``python -m`` forms run without a warning."""
+
+    def _assertQuiet(self, module: str) -> None:
+        result = _run([sys.executable, "-W", "error::RuntimeWarning", "-m", module, "--help"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("usage: ", result.stdout)
+        self.assertNotIn("Warning", result.stderr)
+
+    def test_client(self) -> None:
+        """``python -m tcpproto.client`` (no "found in sys.modules" RuntimeWarning)."""
+        self._assertQuiet("tcpproto.client")
+
+    def test_package(self) -> None:
+        """``python -m tcpproto`` runs the client too."""
+        self._assertQuiet("tcpproto")
+
+
 class LicenseTests(SynchronousTestCase):
     """The LICENSE file and the metadata both say MIT, and agree."""
 
