@@ -22,14 +22,18 @@ echo "-- leg $name: $("$python" -V 2>&1) ($python), Twisted $twisted, from $(bas
 
 "$python" -m venv "$leg/venv"
 pip=("$leg/venv/bin/python" -m pip)
-"${pip[@]}" install -q --upgrade pip
+install() {
+    # (without the lines this machine's pip prints for its absent local indexes)
+    "${pip[@]}" install -q "$@" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+}
+install --upgrade pip
 if [ "$twisted" = newest ]; then
     # A fresh venv gets the newest Twisted that PyPI has for this Python.
-    "${pip[@]}" install -q "$dist[test]"
+    install "$dist[test]"
 else
-    "${pip[@]}" install -q "$dist[test]" "Twisted[tls]==$twisted"
+    install "$dist[test]" "Twisted[tls]==$twisted"
 fi
-"${pip[@]}" check
+"${pip[@]}" check 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 
 got=$("$leg/venv/bin/python" -c 'import twisted; print(twisted.__version__)')
 echo "-- leg $name: installed tcpproto $("$leg/venv/bin/python" -c \
