@@ -43,3 +43,21 @@ def readingSide(transport: object) -> IPushProducer | None:
         if transport is None:
             return None
     return None
+
+
+def isClosing(transport: object) -> bool:
+    """
+    Whether ``transport``, or a transport it wraps, is closing (its
+    ``loseConnection`` was called).
+
+    Twisted's TLS transport closes the TCP connection below it when the peer's
+    ``close_notify`` arrives, without telling the protocol above; the TLS
+    transport itself does not say it is closing, the TCP one does.
+    """
+    for _ in range(8):
+        if getattr(transport, "disconnecting", False):
+            return True
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return False
+    return False

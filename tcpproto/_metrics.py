@@ -140,20 +140,14 @@ class ServerCollector:
                     sums[1] += conn.bytesIn
                     sums[2] += conn.bytesOut
 
-        total = CounterMetricFamily(
-            "tcpproto_connections", "Connections accepted.", labels=_LABELS
-        )
+        total = _counter("tcpproto_connections", "Connections accepted.")
         active = GaugeMetricFamily(
             "tcpproto_connections_active", "Connections open now.", labels=_LABELS
         )
-        received = CounterMetricFamily(
-            "tcpproto_received_bytes",
-            "Bytes received, open connections included.",
-            labels=_LABELS,
+        received = _counter(
+            "tcpproto_received_bytes", "Bytes received, open connections included."
         )
-        sent = CounterMetricFamily(
-            "tcpproto_sent_bytes", "Bytes sent, open connections included.", labels=_LABELS
-        )
+        sent = _counter("tcpproto_sent_bytes", "Bytes sent, open connections included.")
         refused = CounterMetricFamily(
             "tcpproto_refused",
             "Connections (or datagrams) refused, by reason.",
@@ -164,16 +158,13 @@ class ServerCollector:
             "How long closed connections lasted.",
             labels=_LABELS,
         )
-        datagramsIn = CounterMetricFamily(
-            "tcpproto_datagrams_received", "UDP datagrams received and admitted.", labels=_LABELS
+        datagramsIn = _counter(
+            "tcpproto_datagrams_received", "UDP datagrams received and admitted."
         )
-        datagramsOut = CounterMetricFamily(
-            "tcpproto_datagrams_sent", "UDP datagrams sent.", labels=_LABELS
-        )
-        dropped = CounterMetricFamily(
+        datagramsOut = _counter("tcpproto_datagrams_sent", "UDP datagrams sent.")
+        dropped = _counter(
             "tcpproto_datagrams_dropped",
             "UDP datagrams admitted but not answered (the send failed).",
-            labels=_LABELS,
         )
 
         for f in streams:
@@ -203,6 +194,10 @@ class ServerCollector:
         yield from (total, active, received, sent, refused, duration)
         if datagrams:
             yield from (datagramsIn, datagramsOut, dropped)
+
+
+def _counter(name: str, documentation: str) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, labels=_LABELS)
 
 
 def _bound(bound: float) -> str:

@@ -25,6 +25,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from tcpproto._addresses import formatAddress
+from tcpproto._timers import defaultClock
 from tcpproto._twisted import PortAnnouncingUDPServer, RaisingEndpointService
 from tcpproto._vocabulary import DEFAULT_SHUTDOWN_TIMEOUT, SHUTDOWN
 from tcpproto.connection import ServerConnection
@@ -138,10 +139,7 @@ class ServerService(MultiService):
         super().__init__()  # type: ignore[no-untyped-call]
         if shutdownTimeout < 0:
             raise ValueError("shutdownTimeout must be 0 or more")
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
+        clock = defaultClock(clock)
         self.limits = limits
         self.shutdownTimeout = shutdownTimeout
         self.clock = clock

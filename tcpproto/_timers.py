@@ -19,7 +19,7 @@ nor ``TimeoutFactory``, whose ``ProtocolWrapper`` is not half-close aware.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -45,6 +45,15 @@ class Timed(Protocol):
 
 
 C = TypeVar("C", bound=Timed)
+
+
+def defaultClock(clock: IReactorTime | None) -> IReactorTime:
+    """``clock``, or the global reactor (imported only then) when it is ``None``."""
+    if clock is not None:
+        return clock
+    from twisted.internet import reactor
+
+    return cast(IReactorTime, reactor)
 
 
 class ConnectionTimers(Generic[C]):

@@ -21,6 +21,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 
+from tcpproto._timers import defaultClock
+
 __all__ = [
     "FactoryWrapper",
     "LayerProtocol",
@@ -43,10 +45,7 @@ class FactoryWrapper(Factory):
     def __init__(
         self, wrappedFactory: IProtocolFactory, clock: IReactorTime | None = None
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
+        clock = defaultClock(clock)
         self.wrappedFactory = wrappedFactory
         self.clock = clock
 

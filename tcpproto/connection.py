@@ -54,10 +54,10 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from tcpproto._addresses import IPAddress, Network, formatAddress, isIPTransportAddress, peerIP
-from tcpproto._halfclose import halfCloseOrClose, readingSide
+from tcpproto._halfclose import halfCloseOrClose, isClosing, readingSide
 from tcpproto._ratelimit import RateLimitedLog
 from tcpproto._stats import ListenerStats
-from tcpproto._timers import ConnectionTimers
+from tcpproto._timers import ConnectionTimers, defaultClock
 from tcpproto._twisted import markProducerPaused, tlsWriterFor, writeThrough, writeThroughSocket
 from tcpproto._vocabulary import (
     DEFAULT_IDLE_TIMEOUT,
@@ -311,11 +311,19 @@ class ServerConnection(Protocol):
             self._readSide.pauseProducing()
 
     def resumeProducing(self) -> None:
-        """Our output buffer drained: read again."""
+        """Our output buffer drained: read again (unless the transport is closing)."""
         self.paused = False
         self._resumes += 1
-        if self._readSide is not None:
-            self._readSide.resumeProducing()
+        if self._readSide is None:
+            return
+        if isClosing(self.transport):
+            # The transport closes once its buffer is sent, but a transport
+            # that paused its producer resumes it *instead of* closing: stop
+            # being its producer, or it never closes.  (Over TLS the peer's
+            # close_notify closes the connection without a readConnectionLost.)
+            self.finishProducing()
+            return
+        self._readSide.resumeProducing()
 
     def stopProducing(self) -> None:
         """The transport is going away; ``connectionLost`` follows."""
@@ -404,10 +412,7 @@ class ServerFactory(_TwistedServerFactory):
             raise ValueError("idleTimeout must be 0 (disabled) or positive")
         if maxLifetime < 0:
             raise ValueError("maxLifetime must be 0 (no limit) or positive")
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
+        clock = defaultClock(clock)
         self.idleTimeout = idleTimeout
         self.maxLifetime = maxLifetime
         self.limits = (

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import warnings
-from typing import Any, cast
+from typing import Any
 
 from twisted.internet import error
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from tcpproto._addresses import Network, formatAddress, peerIP
 from tcpproto._ratelimit import RateLimitedLog
 from tcpproto._stats import ListenerStats
+from tcpproto._timers import defaultClock
 from tcpproto._vocabulary import DEFAULT_REPLY, ECHO, LOOP_PORT, MODES, NOT_ALLOWED, THANKYOU
 from tcpproto.connection import recordRefusal
 from tcpproto.framing import terminator
@@ -141,10 +142,7 @@ class DatagramServer(DatagramProtocol):
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if mode == THANKYOU and not reply:
             raise ValueError("the reply must not be empty")
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
+        clock = defaultClock(clock)
         self.mode = mode
         self.reply: bytes | None = reply if mode == THANKYOU else None
         self.lineReplies = lineReplies

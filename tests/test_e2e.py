@@ -26,6 +26,7 @@ from tests.helpers import (
     LOCAL_TCP,
     LOOPBACK,
     ProcessResult,
+    busyPort,
     clientCommand,
     parseListening,
     processEnv,
@@ -195,11 +196,7 @@ class ServerErrorTests(SynchronousTestCase):
         return lines[0]
 
     def test_portInUse(self) -> None:
-        busy = socket.socket()
-        self.addCleanup(busy.close)
-        busy.bind((LOOPBACK, 0))
-        busy.listen(1)
-        description = f"tcp:{busy.getsockname()[1]}:interface={LOOPBACK}"
+        description = busyPort(self)
         result = self.runServer("--listen", description)
         self.assertOneLineError(result, description, "in use")
 

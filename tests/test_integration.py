@@ -11,10 +11,8 @@ thread instead, so it can watch the server between sends.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import selectors
 import socket
 import time
 
@@ -28,6 +26,8 @@ from tcpproto import EchoFactory, ServerConnection, ThankYouFactory, exchange
 from tcpproto.connection import ServerFactory
 from tests.helpers import (
     LOOPBACK,
+    connect,
+    halfCloseExchange,
     listenLocal,
     makePKI,
     portNumber,
@@ -68,44 +68,8 @@ def tutorialClientThenEOF(port: int, message: bytes) -> tuple[bytes, bytes]:
 
 
 def halfClosingClient(port: int, data: bytes, deadline: float = 30.0) -> bytes:
-    """
-    Send ``data``, then ``shutdown(SHUT_WR)``; read until the server closes.
-
-    Sending and reading are interleaved (one thread, a selector), as a
-    client must when the server answers while it is still sending.
-    """
-    s = socket.create_connection((LOOPBACK, port), timeout=SOCKET_TIMEOUT)
-    s.setblocking(False)
-    sel = selectors.DefaultSelector()
-    received: list[bytes] = []
-    view = memoryview(data)
-    sent = 0
-    shut = False
-    end = time.monotonic() + deadline
-    try:
-        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
-        while True:
-            if time.monotonic() > end:
-                raise TimeoutError(f"sent {sent}, received {sum(map(len, received))}")
-            for _, events in sel.select(1.0):
-                if events & selectors.EVENT_WRITE and not shut:
-                    with contextlib.suppress(BlockingIOError):
-                        sent += s.send(view[sent : sent + 262144])
-                    if sent == len(data):
-                        s.shutdown(socket.SHUT_WR)
-                        shut = True
-                        sel.modify(s, selectors.EVENT_READ)
-                if events & selectors.EVENT_READ:
-                    try:
-                        chunk = s.recv(262144)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        return b"".join(received)
-                    received.append(chunk)
-    finally:
-        sel.close()
-        s.close()
+    """Send ``data``, then ``shutdown(SHUT_WR)``; read until the server closes."""
+    return halfCloseExchange(connect(port), data, deadline)
 
 
 def oneShotServer(listener: socket.socket) -> bytes:

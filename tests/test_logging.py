@@ -33,6 +33,7 @@ from tcpproto.connection import IDLE_TIMEOUT, LINE_TOO_LONG, ServerConnection, S
 from tcpproto.echo import LINE, EchoFactory
 from tcpproto.limits import MAX_PER_PEER, NOT_ALLOWED
 from tcpproto.logs import JSON_LOG_ENV, jsonLogger
+from tcpproto.testing import connectInMemory
 from tcpproto.udp import DatagramServer
 from tests.helpers import (
     LOCAL_TCP,
@@ -69,12 +70,7 @@ def fields(event: LogEvent) -> set[str]:
 
 
 def connect(factory: ServerFactory, port: int = 40000) -> tuple[ServerConnection, StringTransport]:
-    peer = IPv4Address("TCP", "127.0.0.1", port)
-    proto = factory.buildProtocol(peer)
-    assert isinstance(proto, ServerConnection)
-    transport = StringTransport(peerAddress=peer)
-    proto.makeConnection(transport)
-    return proto, transport
+    return connectInMemory(factory, peer=IPv4Address("TCP", "127.0.0.1", port))
 
 
 class EventFieldTests(SynchronousTestCase):

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import ClientProtocol, EchoFactory, ServerConnection, ThankYouFactory
 from tcpproto.framing import LineBuffer
-from tcpproto.testing import MemoryPipe
+from tcpproto.testing import MemoryPipe, connectInMemory
 from tests.helpers import chunked
 from tests.test_client import Output
 
@@ -34,11 +34,7 @@ SETTINGS = settings(max_examples=200, deadline=None)
 
 
 def serve(factory: EchoFactory | ThankYouFactory) -> tuple[ServerConnection, StringTransport]:
-    proto = factory.buildProtocol(PEER)
-    assert isinstance(proto, ServerConnection)
-    transport = StringTransport(peerAddress=PEER)
-    proto.makeConnection(transport)
-    return proto, transport
+    return connectInMemory(factory, peer=PEER)
 
 
 class EchoProperties(SynchronousTestCase):

@@ -156,6 +156,19 @@ class InMemoryTests(SynchronousTestCase):
         proto.dataReceived(b"abc")
         self.assertEqual(transport.value(), b"abc")
 
+    def test_closingTransportNotResumed(self) -> None:
+        """
+        A transport closing while it had paused us resumes us instead of
+        closing: we stop producing, so that it can close (over TLS the
+        peer's close_notify does that, and the connection hung until the
+        idle timeout).
+        """
+        proto, transport = connectInMemory(Factory.forProtocol(EchoProtocol))
+        proto.pauseProducing()
+        transport.loseConnection()
+        proto.resumeProducing()
+        self.assertIsNone(transport.producer)
+
     def test_ourFactoryProvidesHooks(self) -> None:
         factory = EchoFactory(clock=Clock())
         self.assertIs(IConnectionHooks(factory), factory)
@@ -197,13 +210,7 @@ class LoopbackTests(TestCase):
     async def test_writeThroughUnderPlainFactory(self) -> None:
         """The write-through fast path is on under any factory."""
         made: list[ServerConnection] = []
-
-        class Recording(EchoProtocol):
-            def connectionMade(self) -> None:
-                super().connectionMade()
-                made.append(self)
-
-        port = await self.listen(Factory.forProtocol(Recording))
+        port = await self.listen(recordingFactory(made))
         sock = socket.create_connection((LOOPBACK, port), timeout=10)
         self.addCleanup(sock.close)
         await waitUntil(lambda: made, 10, "the connection")
@@ -215,13 +222,7 @@ class LoopbackTests(TestCase):
         reading, and what its transport buffers stays bounded.
         """
         made: list[ServerConnection] = []
-
-        class Recording(EchoProtocol):
-            def connectionMade(self) -> None:
-                super().connectionMade()
-                made.append(self)
-
-        port = await self.listen(Factory.forProtocol(Recording))
+        port = await self.listen(recordingFactory(made))
         sock = socket.create_connection((LOOPBACK, port), timeout=10)
         self.addCleanup(sock.close)
         sock.setblocking(False)
@@ -247,6 +248,17 @@ class LoopbackTests(TestCase):
         # Twisted's buffer is paused at its high-water mark (64 KiB); with the
         # write-through, at the first partial send: bounded, whatever the peer.
         self.assertLessEqual(most, 65536 + len(chunk))
+
+
+def recordingFactory(made: list[ServerConnection]) -> Factory:
+    """A plain Factory of EchoProtocols that appends each one made to ``made``."""
+
+    class Recording(EchoProtocol):
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            made.append(self)
+
+    return Factory.forProtocol(Recording)
 
 
 def _buffered(transport: Any) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
 import sys
 
@@ -19,7 +18,7 @@ from tcpproto._proxy import ProxyServerEndpoint
 from tcpproto._services import ListenerService, ServerService
 from tcpproto._tls import HandshakeGateFactory
 from tcpproto.tap import Options, TwistdOptions, makeFactory, makeService, makeTwistdService
-from tests.helpers import LOCAL_TCP, LOOPBACK, LogCapture, makePKI
+from tests.helpers import LOCAL_TCP, LOOPBACK, LogCapture, busyPort, makePKI
 
 
 class OptionsTests(SynchronousTestCase):
@@ -241,11 +240,7 @@ class ListenerServiceTests(TestCase):
         self.assertEqual(event["listener"], LOCAL_TCP)
 
     def test_portInUse(self) -> None:
-        busy = socket.socket()
-        self.addCleanup(busy.close)
-        busy.bind((LOOPBACK, 0))
-        busy.listen(1)
-        description = f"tcp:{busy.getsockname()[1]}:interface={LOOPBACK}"
+        description = busyPort(self)
         service = ListenerService(
             serverFromString(reactor, description), EchoFactory(), description
         )

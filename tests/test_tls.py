@@ -122,18 +122,20 @@ class ClientEndpointTests(SynchronousTestCase):
         with open(bundle, "wb") as f:
             f.write(pems)
         self.assertEqual(len(loadCertificates(bundle)), 2)
-        empty = os.path.join(directory, "empty.pem")
-        with open(empty, "wb") as f:
-            f.write(b"nothing here\n")
-        with self.assertRaises(ValueError) as caught:
-            loadCertificates(empty)
-        self.assertIn("no PEM certificate", str(caught.exception))
-        broken = os.path.join(directory, "broken.pem")
-        with open(broken, "wb") as f:
-            f.write(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-        with self.assertRaises(ValueError) as caught:
-            loadCertificates(broken)
-        self.assertIn("not a valid PEM certificate", str(caught.exception))
+        for name, content, message in (
+            ("empty.pem", b"nothing here\n", "no PEM certificate"),
+            (
+                "broken.pem",
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "not a valid PEM certificate",
+            ),
+        ):
+            path = os.path.join(directory, name)
+            with open(path, "wb") as f:
+                f.write(content)
+            with self.assertRaises(ValueError) as caught:
+                loadCertificates(path)
+            self.assertIn(message, str(caught.exception))
 
 
 class ReasonTests(SynchronousTestCase):

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -28,12 +27,11 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers.sockets import LOCAL_TCP
-from tests.helpers.waiting import waitUntilBlocking
+from tests.helpers.waiting import waitUntil, waitUntilBlocking
 
 #: Where the running Python's console scripts (twistd, tcpecho-client) live.
 BIN_DIR = os.path.dirname(sys.executable)
@@ -341,30 +339,30 @@ class ServerProcess:
         :raises AssertionError: if it exits or does not listen in time (it
             is then stopped), with its output in the message.
         """
+        # Polling a file: the server's output must not go to a pipe we
+        # would have to keep draining (see the module docstring).
         self.spawn()
-        deadline = time.monotonic() + timeout
-        while not self._poll():
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"server did not listen in {timeout}s:\n{self.output()}")
-            # Polling a file: the server's output must not go to a pipe we
-            # would have to keep draining (see the module docstring).
-            time.sleep(0.02)
+        try:
+            waitUntilBlocking(self._poll, timeout, self._notListening)
+        except AssertionError:
+            self.kill()
+            raise
         self._checkStarted()
         return self
+
+    def _notListening(self) -> str:
+        return f"the server to listen:\n{self.output()}"
 
     async def startAsync(
         self, timeout: float = START_TIMEOUT, reactor: Any = None
     ) -> ServerProcess:
         """:meth:`start`, waiting without blocking the reactor."""
-        r = _globalReactor if reactor is None else reactor
         self.spawn()
-        deadline = time.monotonic() + timeout
-        while not self._poll():
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"server did not listen in {timeout}s:\n{self.output()}")
-            await deferLater(r, 0.02, lambda: None)
+        try:
+            await waitUntil(self._poll, timeout, self._notListening, reactor)
+        except AssertionError:
+            self.kill()
+            raise
         self._checkStarted()
         return self
 

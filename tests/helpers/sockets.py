@@ -248,12 +248,16 @@ def halfCloseExchange(s: socket.socket, data: bytes, deadline: float = 30.0) -> 
                 )
             for key, events in sel.select(min(remaining, 1.0)):
                 if events & selectors.EVENT_WRITE:
-                    sent += s.send(view[sent : sent + 65536])
+                    with contextlib.suppress(BlockingIOError):
+                        sent += s.send(view[sent : sent + 262144])
                     if sent == len(data):
                         s.shutdown(socket.SHUT_WR)
                         sel.modify(key.fileobj, selectors.EVENT_READ)
                 if events & selectors.EVENT_READ:
-                    chunk = s.recv(65536)
+                    try:
+                        chunk = s.recv(262144)
+                    except BlockingIOError:
+                        continue
                     if not chunk:
                         return b"".join(received)
                     received.append(chunk)
@@ -289,3 +293,13 @@ def freePort(host: str = LOOPBACK) -> int:
     port = int(s.getsockname()[1])
     s.close()
     return port
+
+
+def busyPort(testCase: SynchronousTestCase) -> str:
+    """A ``tcp:`` server description of a loopback port something listens on
+    (until cleanup): listening there fails with "in use"."""
+    busy = socket.socket()
+    testCase.addCleanup(busy.close)
+    busy.bind((LOOPBACK, 0))
+    busy.listen(1)
+    return f"tcp:{busy.getsockname()[1]}:interface={LOOPBACK}"

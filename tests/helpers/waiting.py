@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -36,12 +37,16 @@ async def waitUntil(
     condition: Callable[[], object],
     timeout: float = 10.0,
     what: str | Callable[[], str] = "the condition",
+    clock: Any = None,
 ) -> None:
-    """Poll ``condition()`` on the reactor until true; fail after ``timeout`` seconds."""
+    """
+    Poll ``condition()`` on the reactor (or ``clock``) until true; fail
+    after ``timeout`` seconds.
+    """
     deadline = _Deadline(timeout, what)
     while not condition():
         deadline.check()
-        await deferLater(reactor, INTERVAL, lambda: None)
+        await deferLater(reactor if clock is None else clock, INTERVAL, lambda: None)
 
 
 def waitUntilBlocking(
