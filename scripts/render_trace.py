@@ -6,7 +6,10 @@ rerun it.  Each packet becomes one line: time since the first packet, the
 direction (client or server), the TCP flags, sequence and acknowledgement
 numbers relative to each side's initial sequence number (as tcpdump and
 Wireshark show them), the payload length, the advertised receive window in
-bytes (window scaling applied), and the payload or what the segment means.
+bytes (window scaling applied), and the payload or what the segment means:
+the handshake, FINs and RSTs, what an ACK acknowledges, a zero window, a
+window probe, SACK and D-SACK blocks, and a retransmission (bytes sent again
+by the same side, with the row that sent them first and the delay).
 
 Usage: python scripts/render_trace.py PCAP SERVER_PORT
 """
