@@ -6,7 +6,8 @@ The public names, importable from here:
 - :class:`EchoFactory`, :class:`EchoProtocol`, :class:`LineEchoProtocol`: RFC 862 echo.
 - :class:`ThankYouFactory`, :class:`ThankYouProtocol`: the tutorial's acknowledgement server.
 - :class:`ConnectionLimits`: admission control shared by listeners.
-- :class:`ClientProtocol`, :class:`InputProtocol`, :func:`exchange`: the client side.
+- :class:`~tcpproto.client.ClientProtocol`, :class:`~tcpproto.client.InputProtocol`,
+  :func:`~tcpproto.client.exchange`: the client side.
 """
 
 # The client protocols come from their private module, not tcpproto.client,

@@ -9,29 +9,30 @@ It is the one place open connections are counted; admission
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
-
 from twisted.internet.defer import Deferred
 
-T = TypeVar("T")
 
+class ConnectionRegistry:
+    """
+    A server's open connections, and Deferreds waiting for none to be open.
 
-class ConnectionRegistry(Generic[T]):
-    """A set of open connections, and Deferreds waiting for it to empty."""
+    One per server (:attr:`tcpproto.limits.ConnectionLimits.registry`); the
+    one place open connections are counted.
+    """
 
     def __init__(self) -> None:
         #: The open connections.
-        self.connections: set[T] = set()
+        self.connections: set[object] = set()
         self._emptyWaiters: list[Deferred[None]] = []
 
     def __len__(self) -> int:
         return len(self.connections)
 
-    def add(self, connection: T) -> None:
+    def add(self, connection: object) -> None:
         """Count ``connection`` as open."""
         self.connections.add(connection)
 
-    def discard(self, connection: T) -> None:
+    def discard(self, connection: object) -> None:
         """Count ``connection`` as closed (if it was open); may fire :meth:`whenEmpty`."""
         connections = self.connections
         connections.discard(connection)
@@ -52,3 +53,7 @@ class ConnectionRegistry(Generic[T]):
         else:
             d.callback(None)
         return d
+
+
+# Documented (and importable) as part of tcpproto.limits, its public home.
+ConnectionRegistry.__module__ = "tcpproto.limits"

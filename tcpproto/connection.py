@@ -10,10 +10,11 @@ callbacks, once, for the echo and thank-you protocols (and yours: see
   control works (below).
 - ``dataReceived``: some bytes of the stream arrived; not a message.
 - flow control: when the transport's outgoing buffer passes its high-water
-  mark (the peer is not reading), Twisted calls :meth:`pauseProducing`, which
+  mark (the peer is not reading), Twisted calls
+  :meth:`ServerConnection.pauseProducing`, which
   stops reading from the socket.  The kernel's receive window then fills and
   TCP itself tells the peer to stop sending.  When the buffer drains,
-  :meth:`resumeProducing` starts reading again.  Memory per connection stays
+  :meth:`ServerConnection.resumeProducing` starts reading again.  Memory per connection stays
   bounded by the transport's buffer size whatever the peer does.
 - half-close: the peer's FIN arrives as ``readConnectionLost`` (we provide
   :class:`~twisted.internet.interfaces.IHalfCloseableProtocol`); the protocol
@@ -26,7 +27,7 @@ All of that holds under any factory: ``Factory.forProtocol(EchoProtocol)``
 is a correct echo server.  :class:`ServerFactory` adds what a server needs
 around it -- admission control (:class:`~tcpproto.limits.ConnectionLimits`),
 the idle timeout and maximum lifetime, per-listener statistics and
-structured logging -- through :class:`IConnectionHooks`, which a connection
+structured logging -- through :obj:`IConnectionHooks`, which a connection
 looks up on its factory once, when it is made.
 """
 
@@ -101,11 +102,18 @@ class IConnectionHooks(Interface):
     ``connectionMade``; a factory that does not provide it (any plain
     Twisted factory) gets a connection that is still a correct protocol,
     with ``TCP_NODELAY`` and the write-through fast path on, and nothing
-    counted or logged.  :class:`ServerFactory` provides it.
+    counted or logged.  :class:`ServerFactory` provides it:
 
-    Wrappers in front of the application's factory (the PROXY header reader,
-    the TLS handshake gate) use :meth:`refuse` and :meth:`abandon` for the
-    connections they turn away.
+    - ``noDelay``, ``writeThrough``: whether to set ``TCP_NODELAY`` on TCP
+      connections, and whether ``send()`` may write to the socket at once;
+    - ``connectionOpened(connection)``: the connection is made (its
+      transport set, before any byte is read): count, log, start timing it;
+    - ``connectionClosed(connection, reason)``: it is closed: fold its
+      totals in, log, stop timing it;
+    - ``refuse(address, reason)``, ``abandon(protocol)``: for wrappers in
+      front of the factory (the PROXY header reader, the TLS handshake
+      gate) that turn a connection away before the application's protocol
+      is connected, or give up on a protocol the factory built.
     """
 
     noDelay = Attribute("Whether to set TCP_NODELAY on accepted TCP connections.")
@@ -609,7 +617,7 @@ def refuseEarly(factory: IProtocolFactory, address: IAddress, reason: str) -> No
     Count and log a connection refused before the application's protocol existed.
 
     For wrappers (PROXY header, TLS handshake) that turn a connection away
-    themselves: a factory with :class:`IConnectionHooks` counts and logs it
+    themselves: a factory with :obj:`IConnectionHooks` counts and logs it
     as its own refusals; for any other, the refusal is logged here.
     """
     hooks = IConnectionHooks(factory, None)
@@ -625,7 +633,7 @@ def refuseEarly(factory: IProtocolFactory, address: IAddress, reason: str) -> No
 
 
 def abandonEarly(factory: IProtocolFactory, protocol: IProtocol) -> None:
-    """Tell ``factory`` (with :class:`IConnectionHooks`) that ``protocol`` will never connect."""
+    """Tell ``factory`` (with :obj:`IConnectionHooks`) that ``protocol`` will never connect."""
     hooks = IConnectionHooks(factory, None)
     if hooks is not None:
         hooks.abandon(protocol)

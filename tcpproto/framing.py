@@ -48,7 +48,7 @@ class LineBuffer:
         if maxLength < 1:
             raise ValueError("maxLength must be positive")
         self.maxLength = maxLength
-        #: Set once a line longer than :attr:`maxLength` was seen.
+        #: Set once a line longer than ``maxLength`` was seen.
         self.overflowed = False
         # The pending partial line, as chunks, so that a long line arriving
         # in many reads is joined once (not copied on every read).

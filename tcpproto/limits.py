@@ -41,6 +41,7 @@ __all__ = [
     "MAX_PER_PEER",
     "NOT_ALLOWED",
     "ConnectionLimits",
+    "ConnectionRegistry",
     "IPAddress",
     "Network",
     "parseNetwork",
@@ -70,7 +71,7 @@ class ConnectionLimits:
         maxConnections: int = DEFAULT_MAX_CONNECTIONS,
         maxPerPeer: int = 0,
         allow: Iterable[str | Network] = (),
-        registry: ConnectionRegistry[object] | None = None,
+        registry: ConnectionRegistry | None = None,
     ) -> None:
         if maxConnections < 0 or maxPerPeer < 0:
             raise ValueError("connection limits must be 0 (no limit) or positive")
@@ -80,7 +81,7 @@ class ConnectionLimits:
             parseNetwork(a) if isinstance(a, str) else a for a in allow
         )
         #: The server's open connections.
-        self.registry: ConnectionRegistry[object] = (
+        self.registry: ConnectionRegistry = (
             registry if registry is not None else ConnectionRegistry()
         )
         self._perPeer: Counter[IPAddress] = Counter()
@@ -110,7 +111,7 @@ class ConnectionLimits:
         Decide on a new connection from ``address``.
 
         :return: ``None`` to admit it, or the reason to refuse it (one of
-            :data:`NOT_ALLOWED`, :data:`MAX_CONNECTIONS`, :data:`MAX_PER_PEER`).
+            ``"not-allowed"``, ``"max-connections"``, ``"max-per-peer"``).
         """
         return self.checkIP(peerIP(address))
 

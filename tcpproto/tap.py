@@ -299,7 +299,7 @@ def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") 
 
 def makeService(options: Options) -> IService:
     """
-    Build the server: a :class:`~tcpproto._services.ServerService` with one
+    Build the server: a server service (it stops gracefully) with one
     listener service per ``--listen``, one datagram service per ``--udp``,
     and with ``--metrics`` a metrics service that finds them all in the
     server's service tree on each scrape.

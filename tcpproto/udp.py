@@ -7,7 +7,7 @@ sent back to its sender as is; in thank-you mode its sender gets the reply
 ``nc -u`` users see whole lines).  There is no connection, so no connection
 limit, idle timeout or ``--once``; the access list
 (:meth:`~tcpproto.limits.ConnectionLimits.isAllowed`) applies to every
-datagram, and the counters (:class:`~tcpproto.stats.ListenerStats`) count
+datagram, and the listener's counters (its ``stats``) count
 datagrams and their bytes.
 
 Datagrams are not logged one by one (a busy UDP port would drown the log):
