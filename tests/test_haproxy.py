@@ -294,6 +294,21 @@ class WrapperTests(SynchronousTestCase):
             haproxy.serverFromString(reactor, "tcp:0:interface=127.0.0.1"), TCP4ServerEndpoint
         )
 
+    def test_proxyPrefixPlugin(self) -> None:
+        """
+        Any program's serverFromString knows proxy: (our parser plugin);
+        haproxy: stays Twisted's own outside twistd tcpecho.
+        """
+        from twisted.internet import endpoints
+
+        endpoint = endpoints.serverFromString(reactor, "proxy:tcp:0:interface=127.0.0.1")
+        self.assertIsInstance(endpoint, ProxyServerEndpoint)
+        self.assertIsInstance(cast(ProxyServerEndpoint, endpoint).wrapped, TCP4ServerEndpoint)
+        self.assertNotIsInstance(
+            endpoints.serverFromString(reactor, "haproxy:tcp:0:interface=127.0.0.1"),
+            ProxyServerEndpoint,
+        )
+
 
 class HalfCloseOverSocketsTests(TestCase):
     """A PROXY client on real loopback sockets."""

@@ -16,7 +16,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import EchoFactory, EchoProtocol, exchange
 from tcpproto.reactor import LeanEPollReactor
-from tests.helpers import LOOPBACK, runProcessSync, startServer
+from tests.helpers import (
+    LOCAL_TCP,
+    LOOPBACK,
+    CommandServer,
+    executable,
+    runProcessSync,
+    startServer,
+)
 
 T = TypeVar("T")
 
@@ -160,3 +167,11 @@ class ChoiceTests(SynchronousTestCase):
     def test_twistdTcpechoUsesIt(self) -> None:
         server = startServer(self)
         self.assertIn("reactor class: tcpproto.reactor.LeanEPollReactor", server.stdout())
+
+    def test_twistdReactorOptionOverrides(self) -> None:
+        """``twistd --reactor=epoll tcpecho`` keeps Twisted's own (the lean one is a default)."""
+        twistd = [executable("twistd"), "-n", "--pidfile=", "--reactor=epoll"]
+        server = CommandServer([*twistd, "tcpecho", "--listen", LOCAL_TCP])
+        self.addCleanup(server.cleanup)
+        server.start()
+        self.assertIn("reactor class: twisted.internet.epollreactor.EPollReactor", server.stdout())
