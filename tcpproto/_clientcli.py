@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO, Any, NoReturn, cast
 
 from twisted.internet import defer, error
@@ -141,22 +142,15 @@ def withTimeout(description: str, timeout: float) -> str:
     return description
 
 
+@dataclass
 class _Target:
     """Where to connect, and how to name it in messages."""
 
-    def __init__(
-        self,
-        description: str | None,
-        host: str,
-        port: int,
-        timeout: float,
-        caFile: str | None = None,
-    ) -> None:
-        self.description = description
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.caFile = caFile
+    description: str | None
+    host: str
+    port: int
+    timeout: float
+    caFile: str | None = None
 
     def name(self) -> str:
         return self.description or f"{self.host} port {self.port}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import signal
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any, cast
 
@@ -67,16 +68,23 @@ class ListenerService(RaisingEndpointService):
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
-        try:
+        with _exitIfCannotListen(self.description):
             super().privilegedStartService()  # type: ignore[no-untyped-call]
-        except (CannotListenError, OSError) as e:
-            raise cannotListen(self.description, e) from None
         self.whenListening().addCallback(self._listening)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
         announceListening(port, self.description)
         return port
+
+
+@contextlib.contextmanager
+def _exitIfCannotListen(description: str) -> Iterator[None]:
+    """Turn a failure to listen on ``description`` into :func:`cannotListen`'s exit."""
+    try:
+        yield
+    except (CannotListenError, OSError) as e:
+        raise cannotListen(description, e) from None
 
 
 def cannotListen(description: str, e: Exception) -> SystemExit:
@@ -316,10 +324,8 @@ class DatagramService(PortAnnouncingUDPServer):
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
-        try:
+        with _exitIfCannotListen(self.protocol.listener):
             super().privilegedStartService()  # type: ignore[no-untyped-call]
-        except (CannotListenError, OSError) as e:
-            raise cannotListen(self.protocol.listener, e) from None
 
     def portBound(self, port: IListeningPort) -> None:
         self.port = port

@@ -68,32 +68,30 @@ DEFAULT_LISTEN = "tcp:7788"
 log = Logger(namespace="tcpproto")
 
 
-def _nonNegativeInt(name: str) -> Any:
-    def coerce(text: str) -> int:
+def _nonNegative(name: str, convert: type[float], what: str, doc: str) -> Any:
+    """A usage.Options coercer: ``convert(text)``, 0 or more, or a one-line error."""
+
+    def coerce(text: str) -> float:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise ValueError(f"--{name} takes a whole number, not {text!r}") from None
-        if value < 0:
-            raise ValueError(f"--{name} must be 0 or more, not {value}")
+            raise ValueError(f"--{name} takes {what}, not {text!r}") from None
+        if not value >= 0:
+            raise ValueError(
+                f"--{name} must be 0 or more, not {value if convert is int else text}"
+            )
         return value
 
-    coerce.coerceDoc = "A whole number, 0 or more."  # type: ignore[attr-defined]
+    coerce.coerceDoc = doc  # type: ignore[attr-defined]
     return coerce
+
+
+def _nonNegativeInt(name: str) -> Any:
+    return _nonNegative(name, int, "a whole number", "A whole number, 0 or more.")
 
 
 def _nonNegativeFloat(name: str) -> Any:
-    def coerce(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"--{name} takes a number of seconds, not {text!r}") from None
-        if not value >= 0:
-            raise ValueError(f"--{name} must be 0 or more, not {text}")
-        return value
-
-    coerce.coerceDoc = "Seconds, 0 or more."  # type: ignore[attr-defined]
-    return coerce
+    return _nonNegative(name, float, "a number of seconds", "Seconds, 0 or more.")
 
 
 class Options(usage.Options):

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -20,6 +20,7 @@ from tests.helpers import (
     LOCAL_TCP,
     LOOPBACK,
     CommandServer,
+    Silent,
     executable,
     runProcessSync,
     startServer,
@@ -55,14 +56,6 @@ def runOnce(
 class _Crash(Protocol):
     def dataReceived(self, data: bytes) -> None:
         raise ZeroDivisionError("a bug in application code")
-
-
-class _WaitForClose(Protocol):
-    def __init__(self) -> None:
-        self.closed: Deferred[None] = Deferred()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.closed.callback(None)
 
 
 class LeanReactorTests(SynchronousTestCase):
@@ -129,12 +122,12 @@ class LeanReactorTests(SynchronousTestCase):
             endpoint = TCP4ServerEndpoint(self.reactor, 0, interface=LOOPBACK)
             port = await endpoint.listen(Factory.forProtocol(_Crash))
             try:
-                client = _WaitForClose()
+                client = Silent()
                 number = port.getHost().port
                 await connectProtocol(TCP4ClientEndpoint(self.reactor, LOOPBACK, number), client)
                 assert client.transport is not None
                 client.transport.write(b"boom")
-                await client.closed
+                await client.lost
             finally:
                 await port.stopListening()
 

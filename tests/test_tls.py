@@ -20,7 +20,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -49,6 +49,7 @@ from tests.helpers import (
     PKI,
     LogCapture,
     ServerProcess,
+    Silent,
     connect,
     listenLocal,
     makePKI,
@@ -286,16 +287,6 @@ class FakeTimeReactor:
 
     def seconds(self) -> float:
         return self.clock.seconds()
-
-
-class Silent(Protocol):
-    """A client that says nothing; :attr:`lost` fires when its connection closes."""
-
-    def __init__(self) -> None:
-        self.lost: Deferred[None] = Deferred()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost.callback(None)
 
 
 class MutualTLSTests(TestCase):

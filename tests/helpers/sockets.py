@@ -303,3 +303,13 @@ def busyPort(testCase: SynchronousTestCase) -> str:
     busy.bind((LOOPBACK, 0))
     busy.listen(1)
     return f"tcp:{busy.getsockname()[1]}:interface={LOOPBACK}"
+
+
+class Silent(Protocol):
+    """A client that says nothing; :attr:`lost` fires when its connection closes."""
+
+    def __init__(self) -> None:
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
