@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.internet import endpoints
@@ -310,6 +311,7 @@ class ProxyWrappingFactory(FactoryWrapper):
 
 
 @implementer(IStreamServerEndpoint)
+@dataclass
 class ProxyServerEndpoint:
     """
     An endpoint whose connections start with a PROXY header (v1 or v2).
@@ -317,15 +319,9 @@ class ProxyServerEndpoint:
     :param wrapped: where to listen, e.g. a ``tcp:`` endpoint.
     """
 
-    def __init__(
-        self,
-        wrapped: IStreamServerEndpoint,
-        headerTimeout: float = HEADER_TIMEOUT,
-        clock: IReactorTime | None = None,
-    ) -> None:
-        self.wrapped = wrapped
-        self.headerTimeout = headerTimeout
-        self.clock = clock
+    wrapped: IStreamServerEndpoint
+    headerTimeout: float = HEADER_TIMEOUT
+    clock: IReactorTime | None = None
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         return self.wrapped.listen(

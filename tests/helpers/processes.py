@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -342,28 +342,30 @@ class ServerProcess:
         # Polling a file: the server's output must not go to a pipe we
         # would have to keep draining (see the module docstring).
         self.spawn()
-        try:
+        with self._killedIfNotListening():
             waitUntilBlocking(self._poll, timeout, self._notListening)
-        except AssertionError:
-            self.kill()
-            raise
-        self._checkStarted()
         return self
 
     def _notListening(self) -> str:
         return f"the server to listen:\n{self.output()}"
+
+    @contextlib.contextmanager
+    def _killedIfNotListening(self) -> Iterator[None]:
+        """Around a wait for the server to listen: kill it if the wait fails."""
+        try:
+            yield
+        except AssertionError:
+            self.kill()
+            raise
+        self._checkStarted()
 
     async def startAsync(
         self, timeout: float = START_TIMEOUT, reactor: Any = None
     ) -> ServerProcess:
         """:meth:`start`, waiting without blocking the reactor."""
         self.spawn()
-        try:
+        with self._killedIfNotListening():
             await waitUntil(self._poll, timeout, self._notListening, reactor)
-        except AssertionError:
-            self.kill()
-            raise
-        self._checkStarted()
         return self
 
     def _checkStarted(self) -> None:
