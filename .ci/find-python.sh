@@ -38,5 +38,5 @@ for version in "$@"; do
 done
 echo "find-python: no usable CPython $* on this machine (looked in pyenv's versions," \
      "/usr/bin, /usr/local/bin and PATH); install one (pyenv install, or Debian's" \
-     "python3.X-venv) or set the leg's interpreter explicitly" >&2
+     "python3.X-venv), or name one in PY_FLOOR / PY_NEWEST for .ci/run" >&2
 exit 1
