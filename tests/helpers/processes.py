@@ -460,7 +460,7 @@ async def startServerAsync(
 
 class LimitedServer(ServerProcess):
     """
-    A :class:`~tests.support.ServerProcess` started with a given
+    A :class:`ServerProcess` started with a given
     ``RLIMIT_NOFILE`` (soft, hard), and ways to look at it from ``/proc``.
     """
 
