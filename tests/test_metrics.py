@@ -27,10 +27,11 @@ from tcpproto._services import DatagramService, ListenerService
 from tcpproto._stats import DURATION_BUCKETS
 from tcpproto.connection import ServerConnection, ServerFactory
 from tcpproto.echo import EchoFactory
-from tcpproto.limits import MAX_CONNECTIONS, NOT_ALLOWED, ConnectionLimits
+from tcpproto.limits import MAX_CONNECTIONS, ConnectionLimits
 from tcpproto.tap import Options, TwistdOptions, makeService
+from tcpproto.testing import connectInMemory
 from tcpproto.thankyou import ThankYouFactory
-from tcpproto.udp import LOOP_PORT, DatagramServer
+from tcpproto.udp import DatagramServer
 from tests.helpers import LOCAL_TCP, LOOPBACK, listenLocal, portNumber, startServerAsync, waitUntil
 from tests.test_udp import udpAddress, udpClient
 
@@ -66,11 +67,19 @@ def collected(collector: ServerCollector) -> Samples:
 
 
 def memoryConnection(factory: ServerFactory, port: int = 40000) -> tuple[Any, StringTransport]:
-    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
-    assert proto is not None
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
-    proto.makeConnection(transport)
-    return proto, transport
+    return connectInMemory(factory, peer=IPv4Address("TCP", "127.0.0.1", port))
+
+
+def samples(found: Samples, labels: dict[str, str], **expected: float) -> dict[str, float]:
+    """The values of the ``expected`` series (``reason`` labels as ``refused_REASON``)."""
+    values = {}
+    for key in expected:
+        if key.startswith("refused_"):
+            reason = key[len("refused_") :].replace("_", "-")
+            values[key] = sample(found, "tcpproto_refused_total", reason=reason, **labels)
+        else:
+            values[key] = sample(found, f"tcpproto_{key}", **labels)
+    return values
 
 
 class CollectorTests(SynchronousTestCase):
@@ -98,15 +107,21 @@ class CollectorTests(SynchronousTestCase):
         s = collected(collector)
         e = {"listener": "tcp:1", "mode": "echo"}
         t = {"listener": "tcp:2", "mode": "thankyou"}
-        self.assertEqual(sample(s, "tcpproto_connections_total", **e), 2)
-        self.assertEqual(sample(s, "tcpproto_connections_active", **e), 1)
-        self.assertEqual(sample(s, "tcpproto_received_bytes_total", **e), 130)
-        self.assertEqual(sample(s, "tcpproto_sent_bytes_total", **e), 130)
-        self.assertEqual(sample(s, "tcpproto_connections_total", **t), 1)
-        self.assertEqual(sample(s, "tcpproto_received_bytes_total", **t), 2)
-        self.assertEqual(sample(s, "tcpproto_sent_bytes_total", **t), len(b"thank you!"))
-        self.assertEqual(sample(s, "tcpproto_refused_total", reason=MAX_CONNECTIONS, **t), 1)
-        self.assertEqual(sample(s, "tcpproto_refused_total", reason=NOT_ALLOWED, **e), 0)
+        echoes = dict(
+            connections_total=2,
+            connections_active=1,
+            received_bytes_total=130,
+            sent_bytes_total=130,
+            refused_not_allowed=0,
+        )
+        self.assertEqual(samples(s, e, **echoes), echoes)
+        thanked = dict(
+            connections_total=1,
+            received_bytes_total=2,
+            sent_bytes_total=len(b"thank you!"),
+            refused_max_connections=1,
+        )
+        self.assertEqual(samples(s, t, **thanked), thanked)
         # The histogram: one closed connection of 0.2 s, cumulative buckets.
         self.assertEqual(sample(s, "tcpproto_connection_duration_seconds_count", **e), 1)
         self.assertAlmostEqual(sample(s, "tcpproto_connection_duration_seconds_sum", **e), 0.2)
@@ -139,13 +154,16 @@ class CollectorTests(SynchronousTestCase):
         udp.datagramReceived(b"loop", ("10.0.0.1", 7))
         s = collected(ServerCollector(lambda: [udp]))
         u = {"listener": "udp:9", "mode": "echo"}
-        self.assertEqual(sample(s, "tcpproto_datagrams_received_total", **u), 1)
-        self.assertEqual(sample(s, "tcpproto_datagrams_sent_total", **u), 1)
-        self.assertEqual(sample(s, "tcpproto_datagrams_dropped_total", **u), 0)
-        self.assertEqual(sample(s, "tcpproto_received_bytes_total", **u), 3)
-        self.assertEqual(sample(s, "tcpproto_sent_bytes_total", **u), 3)
-        self.assertEqual(sample(s, "tcpproto_refused_total", reason=NOT_ALLOWED, **u), 1)
-        self.assertEqual(sample(s, "tcpproto_refused_total", reason=LOOP_PORT, **u), 1)
+        expected = dict(
+            datagrams_received_total=1,
+            datagrams_sent_total=1,
+            datagrams_dropped_total=0,
+            received_bytes_total=3,
+            sent_bytes_total=3,
+            refused_not_allowed=1,
+            refused_loop_port=1,
+        )
+        self.assertEqual(samples(s, u, **expected), expected)
         # No connection series for a UDP listener.
         self.assertNotIn(("tcpproto_connections_total", frozenset(u.items())), s)
         self.assertEqual(sent, [b"abc"])
