@@ -37,6 +37,7 @@ from tcpproto._proxy import ourPrefix
 from tcpproto._reuseport import ReusePortReactor
 from tcpproto._services import FILE_HEADROOM, DatagramService, ListenerService, ServerService
 from tcpproto._tls import ClientCAReactor, HandshakeGateFactory, loadCertificates
+from tcpproto._version import __version__
 from tcpproto._vocabulary import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
@@ -206,6 +207,15 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def opt_version(self) -> None:
+        """Display tcpproto's version and exit."""
+        # usage.Options' own --version names Twisted's version only.
+        from twisted import copyright
+
+        print(f"twistd tcpecho (tcpproto) {__version__}")
+        print("Twisted version:", copyright.version)
+        sys.exit(0)
 
     def opt_allow(self, network: str) -> None:
         """Accept peers from this IPv4/IPv6 network only (CIDR, repeatable; default: everyone); others are closed before any byte is read."""  # noqa: E501
