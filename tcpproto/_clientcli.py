@@ -8,26 +8,35 @@ The ``tcpecho-client`` command line: arguments, standard input and output.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NoReturn, cast
 
 from twisted.internet import defer, error
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString, connectProtocol
 from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
     IHalfCloseableProtocol,
+    IProducer,
     IPushProducer,
     IReactorCore,
+    IReactorTime,
     IStreamClientEndpoint,
+    ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tcpproto._clientprotocols import ClientProtocol, InputProtocol
+from tcpproto._clientprotocols import ClientProtocol, InputNotSent, InputProtocol
 from tcpproto._twisted import bigReadStandardIO
+from tcpproto._version import __version__
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7788
@@ -73,7 +82,10 @@ def buildParser() -> argparse.ArgumentParser:
         description=(
             "Connect to a TCP server, send standard input to it as raw bytes, and write "
             "what it sends back to standard output. At the end of input the connection "
-            "is half-closed, and the client exits once the server has closed too."
+            "is half-closed, and the client exits once the server has closed too. At a "
+            "terminal it says where it connected and when the server closes (see --quiet), "
+            "and output that does not end a line is followed by one on the screen only; "
+            "piped input and output are passed byte for byte."
         ),
     )
     p.add_argument("host", nargs="?", help=f"server host name or address (default {DEFAULT_HOST})")
@@ -90,6 +102,20 @@ def buildParser() -> argparse.ArgumentParser:
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"give up connecting after this long (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"tcpecho-client (tcpproto) {__version__}",
+        help="print tcpproto's version and exit",
+    )
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="at a terminal, say nothing on standard error about the connection "
+        "(where it connected, how to finish, when the server closes); errors are "
+        "still reported",
     )
     p.add_argument(
         "--cafile",
@@ -151,12 +177,17 @@ class _Target:
     port: int
     timeout: float
     caFile: str | None = None
+    quiet: bool = False
 
     def name(self) -> str:
         return self.description or f"{self.host} port {self.port}"
 
     def endpoint(self, reactor: IReactorCore) -> IStreamClientEndpoint:
-        if self.description is not None and self.caFile is not None:
+        if self.description is not None and (
+            self.caFile is not None or self.description.startswith("tls:")
+        ):
+            # Our TLS endpoint: the end of input is a close_notify, and the
+            # answer is read until the server's (Twisted's tls: closes).
             from tcpproto._tls import clientEndpoint
 
             return clientEndpoint(reactor, self.description, self.caFile, self.timeout)
@@ -188,7 +219,7 @@ def parseTarget(argv: Sequence[str], stdin: IO[str], stderr: IO[str]) -> _Target
     if args.connect is not None:
         if args.host is not None:
             parser.error("give either HOST [PORT] or --connect, not both")
-        return _Target(args.connect, "", 0, args.timeout, args.cafile)
+        return _Target(args.connect, "", 0, args.timeout, args.cafile, args.quiet)
     host, port = args.host, args.port
     if host is None and stdin.isatty():
         # Like the tutorial's client: ask for the server's address.
@@ -202,7 +233,9 @@ def parseTarget(argv: Sequence[str], stdin: IO[str], stderr: IO[str]) -> _Target
             port = _port(portText)
         except argparse.ArgumentTypeError as e:
             parser.error(str(e))
-    return _Target(None, host or DEFAULT_HOST, port or DEFAULT_PORT, args.timeout)
+    return _Target(
+        None, host or DEFAULT_HOST, port or DEFAULT_PORT, args.timeout, quiet=args.quiet
+    )
 
 
 @implementer(IHalfCloseableProtocol)
@@ -249,36 +282,193 @@ def _StandardIO(proto: Protocol, reactor: IReactorCore, stdin: int = 0, stdout: 
     return bigReadStandardIO(proto, reactor, stdin, stdout)
 
 
+#: Seconds without output after output that does not end a line, before the
+#: terminal's cursor is moved to a new line (display only).
+TIDY_DELAY = 0.25
+
+
+def _isTerminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _sameTerminal(a: int, b: int) -> bool:
+    """Whether file descriptors ``a`` and ``b`` are the same terminal."""
+    try:
+        return os.isatty(a) and os.isatty(b) and os.path.samestat(os.fstat(a), os.fstat(b))
+    except OSError:
+        return False
+
+
+@implementer(IConsumer)
+class Display:
+    """
+    Standard output, and the lines for the person at the terminal.
+
+    The server's bytes go to ``stdout`` unchanged (this is the
+    :class:`ClientProtocol`'s output).  With ``tidy`` (standard output is a
+    terminal), output that does not end a line (the thank-you reply has no
+    newline) is followed on the screen by a newline once nothing more has
+    come for :data:`TIDY_DELAY` seconds, before a message, and at the end,
+    so that what is typed next, and the shell's prompt, start on a line of
+    their own.
+
+    Messages (:meth:`say`, with ``chatty``) and errors (:meth:`error`, always)
+    go to ``stderr``.  When standard error is the same terminal as standard
+    output (``sameTerminal``), they are written through ``stdout``'s stream
+    instead, so that they show after the output that came before them (the
+    two streams are flushed independently; on one screen only the order is
+    seen).
+
+    :param stdout: the standard output transport (an
+        :class:`~twisted.internet.interfaces.IConsumer`).
+    :param clock: schedules the newline.
+    """
+
+    def __init__(
+        self,
+        stdout: IConsumer,
+        clock: IReactorTime,
+        stderr: IO[str],
+        *,
+        tidy: bool = False,
+        chatty: bool = False,
+        sameTerminal: bool = False,
+    ) -> None:
+        self._stdout = stdout
+        self._clock = clock
+        self._stderr = stderr
+        self._tidy = tidy
+        self._chatty = chatty
+        self._sameTerminal = sameTerminal
+        self._atLineStart = True
+        self._timer: IDelayedCall | None = None
+
+    # IConsumer: where the server's bytes go.
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._stdout.write(data)
+        if self._tidy:
+            self._cancelTimer()
+            self._atLineStart = data.endswith(b"\n")
+            if not self._atLineStart:
+                self._timer = self._clock.callLater(TIDY_DELAY, self.endLine)
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self._stdout.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self._stdout.unregisterProducer()
+
+    # The screen.
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def endLine(self) -> None:
+        """Start a new line on the screen if the output left the cursor mid-line."""
+        self._cancelTimer()
+        if self._tidy and not self._atLineStart:
+            self._atLineStart = True
+            self._stdout.write(b"\n")
+
+    def say(self, text: str) -> None:
+        """A message about the connection, unless ``chatty`` is off (``--quiet``, no terminal)."""
+        if self._chatty:
+            self.error(text)
+
+    def error(self, text: str) -> None:
+        """A one-line message, always shown."""
+        line = f"tcpecho-client: {text}\n"
+        if self._sameTerminal:
+            self.endLine()
+            self._stdout.write(line.encode("utf-8", "replace"))
+        else:
+            self._stderr.write(line)
+            self._stderr.flush()
+
+
+def describeConnection(transport: ITransport) -> str:
+    """Where ``transport`` is connected: ``127.0.0.1 port 7788 (local port 50514)``."""
+    peer: IAddress = transport.getPeer()
+    host: IAddress = transport.getHost()
+    if isinstance(peer, (IPv4Address, IPv6Address)):
+        text = f"{peer.host} port {peer.port}"
+        if isinstance(host, (IPv4Address, IPv6Address)):
+            text += f" (local port {host.port})"
+        return text
+    if isinstance(peer, UNIXAddress):
+        raw = peer.name or (host.name if isinstance(host, UNIXAddress) else None) or b""
+        name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+        return f"unix:{name}"
+    return str(peer)
+
+
 async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int:
-    stderr = sys.stderr
+    err = sys.stderr
     try:
         endpoint = target.endpoint(reactor)
     except (ValueError, KeyError, TypeError) as e:
-        stderr.write(f"tcpecho-client: bad endpoint {target.name()!r}: {e}\n")
+        err.write(f"tcpecho-client: bad endpoint {target.name()!r}: {e}\n")
         return EXIT_USAGE
     gate = _InputGate()
     stdio = _StandardIO(gate, reactor)
-    proto = ClientProtocol(stdio)
+    display = Display(
+        stdio,
+        cast(IReactorTime, reactor),
+        err,
+        tidy=_isTerminal(1),
+        chatty=interactive and not target.quiet,
+        sameTerminal=_sameTerminal(1, 2),
+    )
+    proto = ClientProtocol(display)
     try:
         await connectProtocol(endpoint, proto)
     except Exception:
         why = _describeFailure(Failure())
-        stderr.write(f"tcpecho-client: cannot connect to {target.name()}: {why}\n")
+        display.error(f"cannot connect to {target.name()}: {why}")
         stdio.loseConnection()
         await gate.closed
         return EXIT_CONNECT_FAILED
+    assert proto.transport is not None
+    display.say(
+        f"connected to {describeConnection(proto.transport)}; type lines, Ctrl-D to finish"
+    )
+
+    def serverFinished() -> None:
+        display.say(
+            f"{target.name()} has finished sending (it may still read): "
+            "type more, or Ctrl-D to finish"
+        )
+
+    proto.onServerFinished = serverFinished
     inputSide = InputProtocol(proto)
     gate.attach(inputSide)
     status = EXIT_OK
     try:
         await proto.done
     except Exception:
-        if not inputSide.outputClosed:  # else our reader left (| head): be quiet
-            stderr.write(f"tcpecho-client: {target.name()}: {_describeFailure(Failure())}\n")
+        failure = Failure()
+        if failure.check(InputNotSent):
+            # Input was lost: always worth a line, and a failure.
+            display.error(
+                f"{target.name()} closed the connection before reading all our input "
+                f"({cast(InputNotSent, failure.value).bytesSent:,} bytes sent)"
+            )
+        elif not inputSide.outputClosed:  # else our reader left (| head): be quiet
+            display.error(f"{target.name()}: {_describeFailure(failure)}")
         status = EXIT_CONNECT_FAILED
     else:
-        if proto.serverClosedFirst and interactive:
-            stderr.write(f"tcpecho-client: {target.name()} closed the connection\n")
+        if proto.serverClosedFirst:
+            display.say(f"{target.name()} closed the connection")
+    display.endLine()
     stdio.loseConnection()
     if not inputSide.outputClosed:
         # Wait for our output to be written.  (Without an output, StandardIO

@@ -6,6 +6,7 @@ pieces fit; the command line is in :mod:`tcpproto._clientcli`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 from twisted.internet import error
@@ -14,34 +15,73 @@ from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import (
     IConsumer,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IProducer,
     IPushProducer,
+    ISSLTransport,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tcpproto._halfclose import halfCloseOrClose
+from tcpproto._halfclose import canHalfClose, halfCloseOrClose
 
-__all__ = ["ClientProtocol", "InputProtocol", "exchange"]
+__all__ = ["ClientProtocol", "InputNotSent", "InputProtocol", "exchange"]
 
 
-@implementer(IHalfCloseableProtocol)
+class InputNotSent(error.ConnectionLost):
+    """
+    The server closed the connection before it had read all our input.
+
+    It ended its side first (FIN, or ``close_notify`` over TLS) and then
+    refused what we still sent (a reset): input was lost.
+
+    :ivar bytesSent: how many bytes of input were handed to the connection
+        (the server read at most that many).
+    """
+
+    def __init__(self, bytesSent: int) -> None:
+        super().__init__(
+            f"the server closed the connection before reading all our input "
+            f"({bytesSent:,} bytes sent)"
+        )
+        self.bytesSent = bytesSent
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class ClientProtocol(Protocol):
     """
     The network side of the client.
+
+    The end of our input ends our side of the connection (:meth:`halfClose`:
+    our FIN, or our ``close_notify`` over TLS) and we read on until the server
+    ends its side.  A server may also end its side first and still read, as
+    TCP allows: we then go on sending until the end of our input, and close.
+    If it had in fact closed the whole connection, what we still send is
+    refused with a reset and :attr:`done` fails with :class:`InputNotSent`.
 
     :param output: where the server's bytes go: any
         :class:`~twisted.internet.interfaces.IConsumer` (a stdio transport,
         a file writer, a buffer).  It is given the connection as a streaming
         producer, so it can pause reading from the socket while it is full.
 
-    :ivar done: fires with ``None`` when the connection has closed cleanly
-        (FIN), or fails with the reason it was lost (RST, timeout).
-    :ivar serverClosedFirst: whether the server ended the connection before
-        we half-closed it.
+    :ivar done: fires with ``None`` when the connection has closed cleanly,
+        or fails with the reason it was lost (RST, timeout, TLS error,
+        :class:`InputNotSent`).
+    :ivar serverClosedFirst: whether the server ended its side before we
+        ended ours.
+    :ivar serverFinished: whether the server has ended its side (it will send
+        nothing more).
+    :ivar onServerFinished: called with no argument when the server ends its
+        side while we still have input to send (the command line tells the
+        person at the terminal).
     """
+
+    onServerFinished: Callable[[], None] | None = None
 
     def __init__(self, output: IConsumer) -> None:
         self.output = output
@@ -50,10 +90,21 @@ class ClientProtocol(Protocol):
         self.bytesOut = 0
         self.halfClosed = False
         self.serverClosedFirst = False
+        self.serverFinished = False
+        self._handshook = False
+        self._closeAfterHandshake = False
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.output.registerProducer(cast(IProducer, self.transport), True)
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake is done (called over TLS only)."""
+        self._handshook = True
+        if self._closeAfterHandshake:
+            self._closeAfterHandshake = False
+            assert self.transport is not None
+            self.transport.loseConnection()
 
     def write(self, data: bytes) -> None:
         """Send ``data`` to the server."""
@@ -63,31 +114,52 @@ class ClientProtocol(Protocol):
 
     def halfClose(self) -> None:
         """
-        We have nothing more to send: send FIN, keep reading the answer.
+        We have nothing more to send: end our side, keep reading the answer.
 
-        Transports that cannot half-close (TLS) are closed instead, once
-        what is buffered has been sent.
+        If the server has already ended its side, the connection is closed.
+        A TLS transport that cannot half-close (Twisted's own) is closed
+        instead, once what is buffered has been sent and the handshake is
+        done (Twisted aborts a TLS connection closed during its handshake).
         """
         if self.halfClosed:
             return
         self.halfClosed = True
         transport = self.transport
         assert transport is not None
-        halfCloseOrClose(transport)
+        if self.serverFinished:
+            transport.loseConnection()
+        elif (
+            ISSLTransport.providedBy(transport)
+            and not canHalfClose(transport)
+            and not self._handshook
+        ):
+            self._closeAfterHandshake = True
+        else:
+            halfCloseOrClose(transport)
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
         self.output.write(data)
 
     def readConnectionLost(self) -> None:
-        """The server sent FIN: it will send nothing more, so we close too."""
-        if not self.halfClosed:
-            self.serverClosedFirst = True
-        assert self.transport is not None
-        self.transport.loseConnection()
+        """
+        The server ended its side: it will send nothing more.
+
+        If our input is over too, the connection is done; otherwise we go on
+        sending until its end (:meth:`halfClose` then closes).
+        """
+        self.serverFinished = True
+        transport = self.transport
+        assert transport is not None
+        if self.halfClosed:
+            transport.loseConnection()
+            return
+        self.serverClosedFirst = True
+        if self.onServerFinished is not None:
+            self.onServerFinished()
 
     def writeConnectionLost(self) -> None:
-        """Our FIN went out."""
+        """Our FIN (or close_notify) went out."""
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.halfClosed:
@@ -95,6 +167,8 @@ class ClientProtocol(Protocol):
         self.output.unregisterProducer()
         if reason.check(error.ConnectionDone):
             self.done.callback(None)
+        elif self.serverFinished and reason.check(error.ConnectionLost):
+            self.done.errback(Failure(InputNotSent(self.bytesOut)))
         else:
             self.done.errback(reason)
 
@@ -184,7 +258,15 @@ def exchange(endpoint: IStreamClientEndpoint, data: bytes) -> Deferred[bytes]:
 
     :return: a Deferred that fires with every byte the server sent until it
         closed the connection, or fails with why the connection could not be
-        made or was lost.
+        made or was lost (:class:`InputNotSent` if the server closed before
+        reading all of ``data``).
+
+    Over TLS, the end of ``data`` is our ``close_notify`` and the answer is
+    read until the server's, when the endpoint's TLS layer can half-close
+    (``tcpecho-client``'s does).  Over Twisted's own TLS layer (the ``tls:``
+    endpoint string) the connection is closed after ``data``, once the
+    handshake is done, and the answer is read until the server's
+    ``close_notify``: a tcpproto server still answers all of ``data``.
 
     Against the echo server the answer is ``data`` itself::
 

@@ -4,29 +4,42 @@ Half-close helpers shared by the server connection and the client.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITransport
+
+from tcpproto._twisted import HalfCloseTLSProtocol
+
+
+def canHalfClose(transport: object) -> bool:
+    """
+    Whether ``transport.loseWriteConnection`` ends our side and keeps reading.
+
+    TCP's does (our FIN), and so does tcpproto's TLS transport (our
+    ``close_notify``, then FIN).  Twisted's own TLS transport only seems to
+    have one: it forwards unknown attributes to the TCP transport below it,
+    whose FIN would cut TLS short.
+    """
+    if isinstance(transport, HalfCloseTLSProtocol):
+        return True
+    if ISSLTransport.providedBy(transport):
+        return False
+    return callable(getattr(transport, "loseWriteConnection", None))
 
 
 def halfCloseOrClose(transport: ITransport) -> None:
     """
     Send our FIN after what is buffered, and keep reading (a half-close).
 
-    Transports that cannot half-close (TLS) are closed instead, once what is
-    buffered has been sent.
+    Over tcpproto's TLS transport that is our ``close_notify``, then FIN.
+    Transports that cannot half-close (Twisted's own TLS: see
+    :func:`canHalfClose`) are closed instead, once what is buffered has been
+    sent.
     """
-    # TLS has no half-close, and a TLS wrapper forwards unknown attributes to
-    # the TCP transport below it, whose FIN would cut TLS short.
-    loseWrite = (
-        None
-        if ISSLTransport.providedBy(transport)
-        else getattr(transport, "loseWriteConnection", None)
-    )
-    if loseWrite is None:
-        transport.loseConnection()
+    if canHalfClose(transport):
+        cast(Any, transport).loseWriteConnection()
     else:
-        loseWrite()
+        transport.loseConnection()
 
 
 def readingSide(transport: object) -> IPushProducer | None:

@@ -133,12 +133,13 @@ class ReusePortReactor:
         # port), with our listenTCP underneath.  A wrapped reactor that
         # extends the context factory (tcpproto._tls.ClientCAReactor) says
         # so with wrapContextFactory, so that the two compose in either order.
-        from twisted.protocols.tls import TLSMemoryBIOFactory
+        # The TLS layer is tcpproto's, with half-close (tcpproto._tls).
+        from tcpproto._tls import HalfCloseTLSFactory
 
         wrapContext = getattr(self._reactor, "wrapContextFactory", None)
         if wrapContext is not None:
             contextFactory = wrapContext(contextFactory)
-        tlsFactory: Any = TLSMemoryBIOFactory(contextFactory, False, factory)
+        tlsFactory: Any = HalfCloseTLSFactory(contextFactory, False, factory)
         return self.listenTCP(port, tlsFactory, backlog, interface)
 
 

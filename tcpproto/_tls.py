@@ -17,19 +17,34 @@ Client side, :func:`clientEndpoint` builds a ``tls:HOST:PORT`` endpoint whose
 trust roots come from a PEM file (Twisted's ``trustRoots=`` wants a
 directory).
 
-Half-close: TLS signals the end of a direction with a ``close_notify`` alert,
-and Twisted's TLS transport treats one as the end of the whole connection.
-What this means for an echo:
+Half-close over TLS (:class:`HalfCloseTLSFactory`, the TLS layer of both):
+TLS ends a direction of the stream with a ``close_notify`` alert, and RFC
+8446 (TLS 1.3) section 6.1 gives it TCP's half-close meaning: the sender
+will send nothing more, and this "does not have any effect on its read
+side".  So, as over TCP:
 
-- a client that has sent everything calls ``loseConnection``: Twisted sends
-  ``close_notify`` and keeps reading until the server's own ``close_notify``;
-- the server has already sent back everything it received before the
-  client's ``close_notify`` (it answers as data arrives), and Twisted flushes
-  that before answering with its ``close_notify``; so the client gets every
-  byte back;
-- but the server's protocol is not told "no more input" and cannot send
-  anything after it: in line framing an unterminated last line is not echoed
-  over TLS (end the input with a newline).
+- the peer's ``close_notify`` (followed by its FIN or not) reaches an
+  :class:`~twisted.internet.interfaces.IHalfCloseableProtocol` as
+  ``readConnectionLost``; the protocol finishes its answer (line framing's
+  unterminated tail, the thank-you reply) and closes: our ``close_notify``
+  follows its last byte, then our FIN;
+- ``loseWriteConnection`` sends our ``close_notify`` (then a TCP half-close)
+  and we read on until the peer's; the client does this at the end of its
+  input, so it gets the whole answer;
+- a peer that sends ``close_notify`` and FIN and then does not read our
+  answer gets a reset, and a reset or a FIN without ``close_notify`` (a
+  truncation) ends the connection with ``ConnectionLost``, as over TCP;
+- TLS 1.2 (RFC 5246) asked the receiver of a ``close_notify`` to answer at
+  once and discard pending writes; OpenSSL does not enforce it and neither
+  do we: the same half-close runs over 1.2, and a 1.2 peer that closes its
+  socket after its ``close_notify`` simply does not get the answer, like a
+  TCP peer that closes instead of half-closing;
+- a protocol that is not half-closeable gets Twisted's behaviour (the
+  peer's ``close_notify`` closes), after the answers it already wrote.
+
+Twisted's own TLS transport treats a ``close_notify`` as a full close; the
+subclass that changes this is :class:`tcpproto._twisted.HalfCloseTLSProtocol`
+(it uses Twisted internals; its note there names the upstream tickets).
 """
 
 from __future__ import annotations
@@ -39,10 +54,14 @@ from typing import Any, cast
 
 from OpenSSL import SSL
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
+    IHalfCloseableProtocol,
     IHandshakeListener,
     IListeningPort,
+    ILoggingContext,
+    IOpenSSLClientConnectionCreator,
     IOpenSSLContextFactory,
     IProtocol,
     IProtocolFactory,
@@ -58,11 +77,12 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 
 from tcpproto._addresses import formatAddress
-from tcpproto._twisted import IOpenSSLTrustRoot
+from tcpproto._twisted import HalfCloseTLSProtocol, IOpenSSLTrustRoot
 from tcpproto._vocabulary import (
     HANDSHAKE_TIMEOUT,
     TLS_BAD_CERTIFICATE,
@@ -177,6 +197,21 @@ class HandshakeGate(LayerProtocol):
         super().__init__(factory, wrapped)
         self.established = False
         self._timedOut = False
+        if IHalfCloseableProtocol.providedBy(wrapped):
+            # The TLS layer below delivers the peer's close_notify as a
+            # half-close only to a half-closeable protocol: be one exactly
+            # when the application's is.
+            alsoProvides(self, IHalfCloseableProtocol)
+
+    def readConnectionLost(self) -> None:
+        """The peer's close_notify: the application's end of input."""
+        if self.established:
+            cast(IHalfCloseableProtocol, self.wrapped).readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        """Our close_notify went out."""
+        if self.established:
+            cast(IHalfCloseableProtocol, self.wrapped).writeConnectionLost()
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -230,6 +265,9 @@ class HandshakeGate(LayerProtocol):
 class HandshakeGateFactory(FactoryWrapper):
     """Builds a :class:`HandshakeGate` around each of ``wrappedFactory``'s protocols."""
 
+    #: Logs as ``EchoFactory (TLS)``, as the PROXY layer logs as ``EchoFactory (PROXY)``.
+    layerName = "TLS"
+
     def __init__(
         self,
         wrappedFactory: IProtocolFactory,
@@ -255,6 +293,91 @@ class HandshakeGateFactory(FactoryWrapper):
     def buildProtocol(self, addr: IAddress) -> HandshakeGate:  # type: ignore[override]
         # Admission (access list, limits) before the costly handshake.
         return HandshakeGate(self, self.wrappedFactory.buildProtocol(addr))
+
+
+class HalfCloseTLSFactory(TLSMemoryBIOFactory):
+    """
+    :class:`~twisted.protocols.tls.TLSMemoryBIOFactory` with half-close (the
+    module docstring says what changes), server or client side.
+    """
+
+    protocol = HalfCloseTLSProtocol
+
+    def logPrefix(self) -> str:
+        # The handshake gate already says "(TLS)".
+        inner = self.wrappedFactory
+        if isinstance(inner, HandshakeGateFactory):
+            return inner.logPrefix()
+        prefix = inner.logPrefix() if ILoggingContext.providedBy(inner) else type(inner).__name__
+        return f"{prefix} (TLS)"
+
+
+class HalfCloseTLSReactor:
+    """
+    The given reactor, except that ``listenSSL`` (which ``ssl:`` endpoints
+    call) listens with a :class:`HalfCloseTLSFactory`: TLS in memory over
+    the wrapped reactor's ``listenTCP``, as the reactor's own ``listenSSL``
+    does, with half-close.
+
+    Why a reactor adapter: the ``ssl:`` endpoint builds its TLS layer inside
+    ``reactor.listenSSL``, and Twisted offers no way to choose that layer's
+    protocol class; the ``listenSSL`` call is the one place left.  A wrapped
+    reactor that extends the context factory (:class:`ClientCAReactor`)
+    says so with ``wrapContextFactory``, which is applied here too.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        directlyProvides(self, providedBy(reactor))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def listenSSL(
+        self,
+        port: int,
+        factory: IProtocolFactory,
+        contextFactory: Any,
+        backlog: int = 50,
+        interface: str = "",
+    ) -> IListeningPort:
+        wrapContext = getattr(self._reactor, "wrapContextFactory", None)
+        if wrapContext is not None:
+            contextFactory = wrapContext(contextFactory)
+        tlsFactory = HalfCloseTLSFactory(contextFactory, False, factory)
+        listening: IListeningPort = self._reactor.listenTCP(port, tlsFactory, backlog, interface)
+        return listening
+
+
+@implementer(IStreamClientEndpoint)
+class TLSClientEndpoint:
+    """
+    TLS with half-close over ``wrappedEndpoint``: what
+    :func:`twisted.internet.endpoints.wrapClientTLS` builds, with
+    :class:`HalfCloseTLSFactory` (``wrapClientTLS`` cannot choose the TLS
+    layer).  The protocol connected is the application's.
+
+    :param connectionCreator: the TLS options, e.g. from
+        :func:`twisted.internet.ssl.optionsForClientTLS`.
+    """
+
+    def __init__(
+        self,
+        connectionCreator: IOpenSSLClientConnectionCreator,
+        wrappedEndpoint: IStreamClientEndpoint,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self._creator = connectionCreator
+        self._wrapped = wrappedEndpoint
+        self._clock = clock
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        factory = HalfCloseTLSFactory(self._creator, True, protocolFactory, self._clock)
+
+        def unwrap(proto: IProtocol) -> IProtocol:
+            return cast(TLSMemoryBIOProtocol, proto).wrappedProtocol
+
+        return self._wrapped.connect(factory).addCallback(unwrap)
 
 
 class ClientCAReactor:
@@ -348,10 +471,12 @@ def splitDescription(description: str) -> tuple[list[str], dict[str, str]]:
 
 
 def clientEndpoint(
-    reactor: Any, description: str, caFile: str, timeout: float = 30.0
+    reactor: Any, description: str, caFile: str | None = None, timeout: float = 30.0
 ) -> IStreamClientEndpoint:
     """
-    A ``tls:HOST:PORT[:options]`` client endpoint that trusts the CAs in ``caFile``.
+    A ``tls:HOST:PORT[:options]`` client endpoint with half-close
+    (:class:`TLSClientEndpoint`) that trusts the CAs in ``caFile`` (the
+    platform's trust store without one).
 
     The options are those of Twisted's ``tls:`` endpoint (``timeout``,
     ``bindAddress``, ``certificate`` and ``privateKey`` for a client
@@ -371,7 +496,8 @@ def clientEndpoint(
         port = int(portText)
     except ValueError:
         raise ValueError(f"not a port number: {portText!r}") from None
-    if "trustRoots" in kwargs:
+    trustRoots = kwargs.pop("trustRoots", None)
+    if trustRoots is not None and caFile is not None:
         raise ValueError("give a CA file or trustRoots=, not both")
     timeoutText = kwargs.pop("timeout", None)
     bindAddress = kwargs.pop("bindAddress", None)
@@ -386,9 +512,12 @@ def clientEndpoint(
         except ValueError:
             raise ValueError(f"timeout= takes seconds, not {timeoutText!r}") from None
     clientCertificate = _clientCertificate(certificate, privateKey)
-    options = optionsForClientTLS(
-        host, trustRoot=trustRootFromFile(caFile), clientCertificate=clientCertificate
-    )
+    trustRoot: IOpenSSLTrustRoot | None = None
+    if caFile is not None:
+        trustRoot = trustRootFromFile(caFile)
+    elif trustRoots is not None:
+        trustRoot = _trustRootFromDirectory(trustRoots)
+    options = optionsForClientTLS(host, trustRoot=trustRoot, clientCertificate=clientCertificate)
     wrapped: IStreamClientEndpoint
     if inner is not None:
         wrapped = cast(IStreamClientEndpoint, endpoints.clientFromString(reactor, inner))
@@ -400,7 +529,24 @@ def clientEndpoint(
             timeout,
             None if bindAddress is None else (bindAddress, 0),
         )
-    return endpoints.wrapClientTLS(options, wrapped)
+    return TLSClientEndpoint(options, wrapped)
+
+
+def _trustRootFromDirectory(path: str) -> IOpenSSLTrustRoot:
+    """The CA certificates of the PEM files in directory ``path`` (Twisted's ``trustRoots=``)."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    certificates: list[Certificate] = []
+    for name in names:
+        try:
+            certificates.extend(loadCertificates(os.path.join(path, name)))
+        except ValueError:
+            continue  # not a PEM certificate file: skipped, as Twisted does
+    if not certificates:
+        raise ValueError(f"{path}: no PEM certificate found")
+    return cast(IOpenSSLTrustRoot, trustRootFromCertificates(certificates))
 
 
 def _clientCertificate(certificate: str | None, privateKey: str | None) -> Any:
@@ -434,9 +580,12 @@ __all__ = [
     "TLS_HANDSHAKE_TIMEOUT",
     "TLS_NO_CERTIFICATE",
     "ClientCAReactor",
+    "HalfCloseTLSFactory",
+    "HalfCloseTLSReactor",
     "HandshakeGate",
     "HandshakeGateFactory",
     "RequireClientCertificate",
+    "TLSClientEndpoint",
     "clientEndpoint",
     "failureReason",
     "loadCertificates",

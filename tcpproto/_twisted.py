@@ -21,6 +21,7 @@ The entries:
 7. :class:`PortAnnouncingUDPServer`: a UDP service that reports its port.
 8. :func:`bigReadStandardIO`: standard input read 64 KiB at a time.
 9. :class:`ReusePortPort`: ``SO_REUSEPORT`` on Twisted without ``makeBinding``.
+10. :class:`HalfCloseTLSProtocol`: half-close over TLS (``close_notify`` as a FIN).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
+from OpenSSL.SSL import Error as TLSError
+from OpenSSL.SSL import WantReadError, ZeroReturnError
 from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.internet import tcp
 
@@ -40,7 +43,8 @@ from twisted.internet import tcp
 #    returns (twisted/twisted#9376 made the function public, not the type).
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IReactorCore
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort, IReactorCore
 
 # 3. Twisted's PROXY header parsers are tested against HAProxy's
 #    specification, but only its haproxy: wrapper (a ProtocolWrapper, which
@@ -51,8 +55,12 @@ from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python import log
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 __all__ = [
+    "TLS_HALF_CLOSE_NAMES",
+    "HalfCloseTLSProtocol",
     "IOpenSSLTrustRoot",
     "InvalidProxyHeader",
     "PortAnnouncingUDPServer",
@@ -146,8 +154,14 @@ def tlsWriterFor(transport: object) -> Callable[[bytes], None] | None:
     """
     A function writing through ``transport``'s TLS layer at once, in order
     with ``transport.write``; ``None`` if ``transport`` is not Twisted's TLS.
+
+    ``None`` for :class:`HalfCloseTLSProtocol` too: its own ``write`` hands
+    answers to OpenSSL before the read that asked for them returns, and
+    nothing is lost when close_notify comes (entry 10).
     """
-    if not isinstance(transport, TLSMemoryBIOProtocol):
+    if not isinstance(transport, TLSMemoryBIOProtocol) or isinstance(
+        transport, HalfCloseTLSProtocol
+    ):
         return None
     tls: Any = transport
     write: Any = TLSMemoryBIOProtocol.write
@@ -328,3 +342,222 @@ class ReusePortPort(tcp.Port):
         s: socket.socket = super().createInternetSocket()  # type: ignore[no-untyped-call]
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         return s
+
+# -- 10. half-close over TLS ---------------------------------------------------
+#
+# Upstream limitation: TLSMemoryBIOProtocol treats the peer's close_notify
+# (OpenSSL's ZeroReturnError) as the end of the whole connection: it answers
+# with its own and closes, so the protocol above never gets
+# readConnectionLost and cannot answer the end of its input; it has no
+# loseWriteConnection of its own (ProtocolWrapper forwards the name to the TCP
+# transport, whose FIN would cut TLS short); and BufferingTLSTransport's
+# aggregated small writes are dropped when close_notify arrives in the same
+# read as the data they answer.  twisted/twisted#5341 ("loseWriteConnection
+# should not even exist there", written for TLS 1.0-1.2 before RFC 8446 gave
+# close_notify half-close semantics) and #7926 (loseConnection waits forever
+# for the peer's close_notify) are the upstream tickets.  We subclass
+# TLSMemoryBIOProtocol: we override its private _flushReceiveBIO (the loop
+# that meets ZeroReturnError), call its _flushSendBIO, _shutdownTLS and
+# _tlsShutdownFinished, and read its _lostTLSConnection, _aborted,
+# _handshakeDone, _appSendBuffer and _producer (TLS_HALF_CLOSE_NAMES).  What
+# would retire this entry: a half-close-aware TLSMemoryBIOProtocol upstream
+# (deliver ZeroReturnError as readConnectionLost to an IHalfCloseableProtocol,
+# implement loseWriteConnection as SSL_shutdown then a TCP half-close, flush
+# aggregated writes before any shutdown).  tcpproto._tls documents the
+# behaviour (HalfCloseTLSFactory, TLSClientEndpoint).
+
+#: The private parts of TLSMemoryBIOProtocol that HalfCloseTLSProtocol uses.
+TLS_HALF_CLOSE_NAMES = (
+    "_flushReceiveBIO",
+    "_flushSendBIO",
+    "_shutdownTLS",
+    "_tlsShutdownFinished",
+    "_lostTLSConnection",
+    "_aborted",
+    "_handshakeDone",
+    "_appSendBuffer",
+    "_producer",
+)
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseTLSProtocol(TLSMemoryBIOProtocol):
+    """
+    Twisted's TLS transport, with ``close_notify`` as a half-close (built by
+    :class:`tcpproto._tls.HalfCloseTLSFactory`, whose docstring describes
+    the behaviour).
+
+    It is also half-closeable towards the transport below it (the TCP
+    connection), so the peer's FIN after its ``close_notify`` does not close
+    the socket under our answer.
+    """
+
+    #: Writes made while received bytes are being delivered, sent when the
+    #: delivery returns (``None`` outside a delivery).
+    _collected: list[bytes] | None = None
+    #: The peer's close_notify has been received.
+    _readClosed = False
+    #: ``loseWriteConnection`` was called.
+    _writeClosing = False
+    #: Our close_notify was sent by ``loseWriteConnection``.
+    _writeClosed = False
+    #: The protocol was told its write side is closed.
+    _writeLostDelivered = False
+
+    # -- writing ----------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._writeClosed:
+            return  # like TCP after loseWriteConnection: nothing more is sent
+        collected = self._collected
+        if collected is not None and not self.disconnecting:
+            collected.append(data)
+            return
+        super().write(data)  # type: ignore[no-untyped-call]
+
+    def writeSequence(self, iovec: Any) -> None:
+        self.write(b"".join(iovec))
+
+    def _sendCollected(self) -> None:
+        """Hand the writes collected during a delivery to OpenSSL, in one piece."""
+        collected = self._collected
+        if collected:
+            data = collected[0] if len(collected) == 1 else b"".join(collected)
+            collected.clear()
+            super().write(data)  # type: ignore[no-untyped-call]
+
+    # -- receiving --------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._readClosed:
+            # RFC 8446 section 6.1: "Any data received after a closure alert
+            # has been received MUST be ignored."
+            return
+        self._collected = []
+        try:
+            super().dataReceived(data)  # type: ignore[no-untyped-call]
+        finally:
+            self._sendCollected()
+            self._collected = None
+        self._maybeCloseWrite()
+
+    def _flushReceiveBIO(self) -> None:
+        # Twisted's loop (twisted.protocols.tls), except for ZeroReturnError.
+        while not self._lostTLSConnection and not self._readClosed:
+            connection = self.getHandle()  # type: ignore[no-untyped-call]
+            if connection is None:
+                return
+            try:
+                data = connection.recv(2**15)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self._closeNotifyReceived()
+            except TLSError:
+                self._tlsShutdownFinished(Failure())  # type: ignore[no-untyped-call]
+            else:
+                if not self._aborted:
+                    self.wrappedProtocol.dataReceived(data)
+        if self.getHandle() is not None:  # type: ignore[no-untyped-call]
+            self._flushSendBIO()  # type: ignore[no-untyped-call]
+
+    def _closeNotifyReceived(self) -> None:
+        """The peer will send nothing more: tell the protocol, or close as Twisted does."""
+        self._readClosed = True
+        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if halfCloseable is None or self.disconnecting:
+            # Twisted's behaviour (a full close: our close_notify, then FIN),
+            # after the answers already written.
+            self._sendCollected()
+            self._shutdownTLS()  # type: ignore[no-untyped-call]
+            self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
+            return
+        halfCloseable.readConnectionLost()
+        if self._lostTLSConnection:
+            return  # the protocol closed (the transport below may be gone already)
+        if self._writeClosed:
+            # Both close_notify alerts have crossed: the session is over.
+            self._deliverWriteConnectionLost()
+            self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
+
+    # -- closing ----------------------------------------------------------
+
+    def loseWriteConnection(self) -> None:
+        """
+        Send our ``close_notify`` after what was written, and keep reading.
+
+        The TCP connection is half-closed after it when the transport below
+        can half-close.  The protocol gets ``writeConnectionLost`` once our
+        side is closed.
+        """
+        if self._writeClosing or self.disconnecting or not self.connected:
+            return
+        self._sendCollected()
+        self._writeClosing = True
+        self._maybeCloseWrite()
+
+    def _maybeCloseWrite(self) -> None:
+        """Send the close_notify ``loseWriteConnection`` asked for, once it can go."""
+        if not self._writeClosing or self._writeClosed or self._lostTLSConnection:
+            return
+        if self.disconnecting or not self._handshakeDone:
+            return
+        if self._appSendBuffer or self._producer is not None:
+            return
+        self._writeClosed = True
+        try:
+            both = bool(self.getHandle().shutdown())  # type: ignore[no-untyped-call]
+        except TLSError:
+            both = False
+        self._flushSendBIO()  # type: ignore[no-untyped-call]
+        if both or self._readClosed:
+            self._deliverWriteConnectionLost()
+            if not self._lostTLSConnection:
+                self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
+            return
+        loseWrite = getattr(self.transport, "loseWriteConnection", None)
+        if loseWrite is not None:
+            loseWrite()  # writeConnectionLost follows, from the transport below
+        else:
+            self._deliverWriteConnectionLost()
+
+    def _deliverWriteConnectionLost(self) -> None:
+        if self._writeLostDelivered:
+            return
+        self._writeLostDelivered = True
+        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if halfCloseable is not None:
+            halfCloseable.writeConnectionLost()
+
+    def loseConnection(self) -> None:
+        self._sendCollected()
+        super().loseConnection()  # type: ignore[no-untyped-call]
+
+    def abortConnection(self) -> None:
+        if self._collected is not None:
+            self._collected.clear()
+        super().abortConnection()  # type: ignore[no-untyped-call]
+
+    def unregisterProducer(self) -> None:
+        super().unregisterProducer()  # type: ignore[no-untyped-call]
+        self._maybeCloseWrite()
+
+    # -- the transport below (IHalfCloseableProtocol) ---------------------
+
+    def readConnectionLost(self) -> None:
+        """The peer's TCP FIN."""
+        if self._readClosed or self._lostTLSConnection:
+            return  # after its close_notify: expected; we may still write
+        # No close_notify first: a truncation, or a peer that just closed.
+        # As Twisted does, end the session with ConnectionLost.
+        connection = self.getHandle()  # type: ignore[no-untyped-call]
+        if connection is not None:
+            connection.bio_shutdown()
+            self._flushReceiveBIO()
+        if not self._lostTLSConnection:
+            self._tlsShutdownFinished(Failure(ConnectionLost()))  # type: ignore[no-untyped-call]
+
+    def writeConnectionLost(self) -> None:
+        """Our TCP FIN went out (after our close_notify)."""
+        if self._writeClosed:
+            self._deliverWriteConnectionLost()

@@ -34,7 +34,7 @@ from tcpproto._clientcli import (
     parseTarget,
     withTimeout,
 )
-from tcpproto._clientprotocols import ClientProtocol, InputProtocol, exchange
+from tcpproto._clientprotocols import ClientProtocol, InputNotSent, InputProtocol, exchange
 from tcpproto._twisted import STDIN_READ_SIZE
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "EXIT_USAGE",
     "STDIN_READ_SIZE",
     "ClientProtocol",
+    "InputNotSent",
     "InputProtocol",
     "buildParser",
     "exchange",

@@ -36,7 +36,12 @@ from twisted.python import usage
 from tcpproto._proxy import ourPrefix
 from tcpproto._reuseport import ReusePortReactor
 from tcpproto._services import FILE_HEADROOM, DatagramService, ListenerService, ServerService
-from tcpproto._tls import ClientCAReactor, HandshakeGateFactory, loadCertificates
+from tcpproto._tls import (
+    ClientCAReactor,
+    HalfCloseTLSReactor,
+    HandshakeGateFactory,
+    loadCertificates,
+)
 from tcpproto._version import __version__
 from tcpproto._vocabulary import (
     DEFAULT_IDLE_TIMEOUT,
@@ -338,6 +343,9 @@ def makeService(options: Options) -> IService:
     listenReactor: Any = ReusePortReactor(reactor) if options["reuseport"] else reactor
     if options["client-ca"] is not None:
         listenReactor = ClientCAReactor(listenReactor, options["client-ca"])
+    # ssl: listeners half-close over TLS (close_notify as a FIN: the one
+    # place to choose the ssl: endpoint's TLS layer is its listenSSL call).
+    listenReactor = HalfCloseTLSReactor(listenReactor)
     for description in options["listen"]:
         endpoint = _parseEndpoint("--listen", listenReactor, description)
         factory = makeFactory(options, limits, listener=description)

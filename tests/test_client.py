@@ -44,6 +44,7 @@ from tcpproto.client import (
     DEFAULT_PORT,
     EXIT_USAGE,
     STDIN_READ_SIZE,
+    InputNotSent,
     parseTarget,
 )
 from tcpproto.testing import HalfCloseableStringTransport, MemoryPipe, TLSLikeStringTransport
@@ -125,23 +126,67 @@ class ClientProtocolTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_halfCloseUnderTLS(self) -> None:
-        """TLS cannot half-close: close (close_notify), never a TCP FIN under it."""
+        """
+        Twisted's TLS cannot half-close: close (close_notify), never a TCP
+        FIN under it, and not before the handshake is done (Twisted would
+        abort the connection).
+        """
         proto = ClientProtocol(Output())
         transport = TLSLikeStringTransport()
         proto.makeConnection(transport)
+        proto.halfClose()
+        self.assertFalse(transport.disconnecting)
+        proto.handshakeCompleted()
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.writeDisconnecting)
+
+    def test_halfCloseUnderTLSAfterHandshake(self) -> None:
+        proto = ClientProtocol(Output())
+        transport = TLSLikeStringTransport()
+        proto.makeConnection(transport)
+        proto.handshakeCompleted()
         proto.halfClose()
         self.assertTrue(transport.disconnecting)
         self.assertFalse(transport.writeDisconnecting)
 
     def test_serverClosesFirst(self) -> None:
+        """
+        The server ends its side first: we are told, and go on sending until
+        the end of our input, which then closes the connection.
+        """
+        told: list[bool] = []
+        self.proto.onServerFinished = lambda: told.append(True)
         self.proto.readConnectionLost()
         self.assertTrue(self.proto.serverClosedFirst)
+        self.assertTrue(self.proto.serverFinished)
+        self.assertEqual(told, [True])
+        self.assertFalse(self.transport.disconnecting)
+        self.proto.write(b"more")
+        self.assertEqual(self.transport.value(), b"more")
+        self.proto.halfClose()
         self.assertTrue(self.transport.disconnecting)
+        self.assertFalse(self.transport.writeDisconnecting)
+
+    def test_serverClosedFullyLosesInput(self) -> None:
+        """
+        A reset after the server ended its side: it closed the whole
+        connection and did not read all our input.
+        """
+        self.proto.write(b"12345")
+        self.proto.readConnectionLost()
+        self.proto.connectionLost(Failure(ConnectionLost()))
+        failure = self.failureResultOf(self.proto.done, InputNotSent)
+        self.assertEqual(cast(InputNotSent, failure.value).bytesSent, 5)
+        self.assertIn("before reading all our input (5 bytes sent)", str(failure.value))
 
     def test_serverClosesAfterUs(self) -> None:
+        told: list[bool] = []
+        self.proto.onServerFinished = lambda: told.append(True)
         self.proto.halfClose()
         self.proto.readConnectionLost()
         self.assertFalse(self.proto.serverClosedFirst)
+        self.assertEqual(told, [])
+        self.assertTrue(self.transport.disconnecting)
 
     def test_cleanCloseFiresDone(self) -> None:
         self.proto.halfClose()
@@ -151,7 +196,8 @@ class ClientProtocolTests(SynchronousTestCase):
 
     def test_lostFailsDone(self) -> None:
         self.proto.connectionLost(Failure(ConnectionLost()))
-        self.failureResultOf(self.proto.done, ConnectionLost)
+        failure = self.failureResultOf(self.proto.done, ConnectionLost)
+        self.assertNotIsInstance(failure.value, InputNotSent)
         self.assertTrue(self.proto.serverClosedFirst)
 
 

@@ -61,7 +61,6 @@ LAYERS: dict[str, int] = {
     "tcpproto._wrapping": 3,
     "tcpproto._proxy": 3,
     "tcpproto._tls": 3,
-    "tcpproto._tlshalfclose": 3,
     "tcpproto._reuseport": 3,
     "tcpproto._services": 3,
     "tcpproto._metrics": 3,
@@ -316,11 +315,7 @@ def _findCycle(graph: dict[str, set[str]]) -> list[str] | None:
 QUARANTINE = "tcpproto._twisted"
 
 #: Modules not yet moved behind the quarantine, each with why; keep it empty.
-#: tcpproto._tlshalfclose (TLS half-close, a TLSMemoryBIOProtocol subclass
-#: overriding its private methods) lists its Twisted names in its own
-#: TWISTED_PRIVATE_NAMES; it moves its overrides into tcpproto._twisted when
-#: it is wired into the ssl: listeners.
-NOT_YET_QUARANTINED = {"tcpproto._tlshalfclose"}
+NOT_YET_QUARANTINED: set[str] = set()
 
 _PRIVATE_TWISTED_MODULE = re.compile(r"\btwisted(\.[a-z0-9_]+)*\._[a-z0-9_]+")
 

@@ -1,5 +1,5 @@
 """
-Half-close over TLS (:mod:`tcpproto._tlshalfclose`): ``close_notify`` as a FIN.
+Half-close over TLS (:class:`tcpproto._tls.HalfCloseTLSFactory`): ``close_notify`` as a FIN.
 
 In memory, two TLS protocols talk over :class:`MemoryPipe`, a pair of fake
 TCP transports that can half-close, close and reset; over real 127.0.0.1
@@ -48,13 +48,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from tcpproto._tlshalfclose import (
-    TWISTED_PRIVATE_NAMES,
-    HalfCloseTLSFactory,
-    HalfCloseTLSProtocol,
-    TLSClientEndpoint,
-    canHalfClose,
-)
+from tcpproto._halfclose import canHalfClose
+from tcpproto._tls import HalfCloseTLSFactory, TLSClientEndpoint
+from tcpproto._twisted import TLS_HALF_CLOSE_NAMES, HalfCloseTLSProtocol
 
 LOOPBACK = "127.0.0.1"
 
@@ -780,7 +776,7 @@ class PartsTests(SynchronousTestCase):
 class TwistedPrivateNamesTests(SynchronousTestCase):
     """
     Guards for the private parts of Twisted's TLS transport that
-    :mod:`tcpproto._tlshalfclose` relies on: a Twisted release that renames
+    :class:`tcpproto._twisted.HalfCloseTLSProtocol` relies on (entry 10): a Twisted release that renames
     one fails here, not in the field.
     """
 
@@ -789,7 +785,7 @@ class TwistedPrivateNamesTests(SynchronousTestCase):
         server = HalfCloseRecorder()
         pair = tlsPair(TLSVersion.TLSv1_3, client, server)
         pair.pipe.pump()
-        for name in TWISTED_PRIVATE_NAMES:
+        for name in TLS_HALF_CLOSE_NAMES:
             with self.subTest(name=name):
                 self.assertTrue(
                     hasattr(TLSMemoryBIOProtocol, name) or name in vars(pair.server),
