@@ -16,21 +16,23 @@ without a reactor, a socket or a clock:
   :class:`HalfCloseableStringTransport`, for tests that feed bytes with
   ``dataReceived`` and read ``transport.value()``;
 - :class:`TLSLikeStringTransport` looks like Twisted's TLS transport (no
-  half-close).
+  half-close);
+- :class:`CollectingClient` and :class:`HalfCloseableClient` are client
+  protocols for a :class:`MemoryPipe` that keep what they receive.
 
 A test of an echo server::
 
     from tcpproto import EchoFactory
-    from tcpproto.testing import MemoryPipe
+    from tcpproto.testing import HalfCloseableClient, MemoryPipe
 
-    client = Collect()          # any half-closeable Protocol
+    client = HalfCloseableClient()
     pipe = MemoryPipe.fromFactory(EchoFactory(clock=Clock()), client)
     client.transport.write(b"hello")
     client.transport.loseWriteConnection()
     pipe.flush()
     assert client.received == b"hello" and pipe.closed
 
-``docs/examples/test_custom_protocol.py`` is a complete, tested example.
+``docs/examples/test_subclass_connection.py`` is a complete, tested example.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from twisted.internet.interfaces import (
     ISSLTransport,
     ITCPTransport,
 )
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -59,6 +62,8 @@ from tcpproto.connection import ServerConnection
 __all__ = [
     "MEMORY_HOST",
     "MEMORY_PEER",
+    "CollectingClient",
+    "HalfCloseableClient",
     "HalfCloseableStringTransport",
     "MemoryPipe",
     "MemoryTransport",
@@ -378,3 +383,46 @@ class MemoryPipe:
             src._lost(ConnectionDone("closed"))
             return True
         return False
+
+
+class CollectingClient(Protocol):
+    """
+    A client protocol that keeps what it receives and how its connection ended.
+
+    It is not half-closeable: the server's FIN closes it (see
+    :class:`HalfCloseableClient`).
+
+    :ivar chunks: each ``dataReceived``, in order.
+    :ivar reason: why the connection was lost (``None`` while it is open).
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.reason: Failure | None = None
+
+    @property
+    def received(self) -> bytes:
+        """Everything received so far."""
+        return b"".join(self.chunks)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reason = reason
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseableClient(CollectingClient):
+    """
+    A :class:`CollectingClient` that can half-close: after its own
+    ``transport.loseWriteConnection()`` it still reads, and it closes once
+    the server has sent everything and its FIN (``readConnectionLost``).
+    """
+
+    def readConnectionLost(self) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass

@@ -18,18 +18,20 @@ from typing import Any, cast
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IHalfCloseableProtocol, ITCPTransport
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import directlyProvides, implementer
+from zope.interface import directlyProvides
 
 from tcpproto import EchoFactory, EchoProtocol, LineEchoProtocol, ThankYouProtocol, exchange
 from tcpproto.connection import IConnectionHooks, ServerConnection
 from tcpproto.testing import (
     MEMORY_PEER,
+    CollectingClient,
+    HalfCloseableClient,
     HalfCloseableStringTransport,
     MemoryPipe,
     TLSLikeStringTransport,
@@ -46,42 +48,12 @@ from tests.helpers import (
 )
 
 
-class Collect(Protocol):
-    """A client that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.lost: Failure | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost = reason
-
-    @property
-    def received(self) -> bytes:
-        return b"".join(self.chunks)
-
-
-@implementer(IHalfCloseableProtocol)
-class HalfCloseableCollect(Collect):
-    """A client that half-closes, and closes when the server has."""
-
-    def readConnectionLost(self) -> None:
-        assert self.transport is not None
-        self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-
 class InMemoryTests(SynchronousTestCase):
     """Factory.forProtocol(...) in memory: nothing lost, memory bounded."""
 
     def test_echoTailAfterFIN(self) -> None:
         """Every byte sent before the client's FIN comes back, then the server closes."""
-        client = HalfCloseableCollect()
+        client = HalfCloseableClient()
         pipe = MemoryPipe.fromFactory(Factory.forProtocol(EchoProtocol), client, chunkSize=7)
         data = os.urandom(2_000_000)
         assert client.transport is not None
@@ -93,7 +65,7 @@ class InMemoryTests(SynchronousTestCase):
         self.assertTrue(pipe.closed)
 
     def test_lineEchoPartialLineAfterFIN(self) -> None:
-        client = HalfCloseableCollect()
+        client = HalfCloseableClient()
         pipe = MemoryPipe.fromFactory(Factory.forProtocol(LineEchoProtocol), client)
         assert client.transport is not None
         client.transport.write(b"one\ntwo")
@@ -126,7 +98,7 @@ class InMemoryTests(SynchronousTestCase):
         A client that sends and never reads: the server stops reading once
         its transport's buffer is full, so what it holds stays bounded.
         """
-        client = Collect()
+        client = CollectingClient()
         pipe = MemoryPipe.fromFactory(Factory.forProtocol(EchoProtocol), client, bufferLimit=65536)
         client.transport.pauseProducing()  # type: ignore[union-attr]
         chunk = b"x" * 65536

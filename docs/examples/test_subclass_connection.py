@@ -3,7 +3,9 @@ Testing a protocol built on tcpproto, in memory, with :mod:`tcpproto.testing`.
 
 No reactor, socket or real clock: :class:`tcpproto.testing.MemoryPipe`
 connects the server protocol to a client protocol and moves bytes (and the
-client's FIN) both ways on ``flush()``.  Run it with
+client's FIN) both ways on ``flush()``;
+:class:`tcpproto.testing.HalfCloseableClient` is a client that keeps what it
+receives and closes once the server has.  Run it with
 ``python -m twisted.trial test_subclass_connection.py`` (or pytest).
 """
 
@@ -12,39 +14,19 @@ from __future__ import annotations
 import os
 import sys
 
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from tcpproto.testing import MemoryPipe
+from tcpproto.testing import HalfCloseableClient, MemoryPipe
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from subclass_connection import ShoutFactory, ShoutProtocol
 
 
-@implementer(IHalfCloseableProtocol)
-class Client(Protocol):
-    """Keeps what the server sends; closes once the server has."""
-
-    def __init__(self) -> None:
-        self.received = b""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def readConnectionLost(self) -> None:
-        assert self.transport is not None
-        self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-
 class ShoutTests(SynchronousTestCase):
-    def talk(self, factory: Factory, *messages: bytes) -> tuple[Client, MemoryPipe]:
-        client = Client()
+    def talk(self, factory: Factory, *messages: bytes) -> tuple[HalfCloseableClient, MemoryPipe]:
+        client = HalfCloseableClient()
         # chunkSize=3: the server sees the stream in small pieces, as TCP may deliver it.
         pipe = MemoryPipe.fromFactory(factory, client, chunkSize=3)
         assert client.transport is not None
