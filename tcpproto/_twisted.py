@@ -16,7 +16,8 @@ The entries:
 2. :func:`tlsWriterFor`: TLS writes handed to OpenSSL at once, in order.
 3. ``V1Parser``, ``V2Parser``, ``InvalidProxyHeader``: the PROXY header parsers.
 4. ``IOpenSSLTrustRoot``: the type of a trust root.
-5. :func:`directReadEPollReactor`: the lean reactor's dispatch on the epoll reactor's internals.
+5. :func:`directReadEPollReactor`: the lean reactor's main loop and dispatch on the
+   reactor's internals.
 6. :class:`RaisingEndpointService`: a listener whose failure to listen raises.
 7. :class:`PortAnnouncingUDPServer`: a UDP service that reports its port.
 8. :func:`bigReadStandardIO`: standard input read 64 KiB at a time.
@@ -178,20 +179,43 @@ def tlsWriterFor(transport: object) -> Callable[[bytes], None] | None:
 
 # -- 5. the lean reactor ------------------------------------------------------
 #
-# Upstream limitation: EPollReactor.doPoll wraps every ready descriptor in
-# twisted.python.log.callWithLogger (a legacy log context: half the CPU per
-# message for an echo server) and offers no hook to dispatch differently; we
-# re-implement doPoll on its private _poller, _selectables, _doReadOrWrite
-# and _disconnectSelectable.  (tcpproto.reactor documents the reactor.)
+# Upstream limitations, neither with a hook:
+# - EPollReactor.doPoll wraps every ready descriptor in
+#   twisted.python.log.callWithLogger (a legacy log context: half the CPU per
+#   message for an echo server).  We re-implement the dispatch on its private
+#   _poller, _selectables, _doReadOrWrite and _disconnectSelectable.
+# - ReactorBase.mainLoop runs runUntilCurrent and timeout on every turn, in
+#   an error handler entered anew each turn, whether or not a timed call or a
+#   call from a thread is there (at one connection, 28% of the user-space
+#   instructions per message: benchmarks/RESULTS.md, issue 13).  Our loop
+#   runs them only when there is work for them, which it tells from
+#   ReactorBase's private _newTimedCalls, _pendingTimedCalls, _cancellations,
+#   _justStopped and _started (the same from the declared floor, 24.11, to
+#   26.10).
+# tcpproto.reactor documents the reactor; tests/test_reactor.py guards each
+# private name and runs Twisted's own reactor test suites on it.
+
+#: The longest wait ReactorBase.timeout allows: epoll_wait's timeout is a C
+#: int of milliseconds.
+LONGEST_WAIT = 2147483
 
 
 def _leanDispatch() -> type:
     from select import EPOLLIN
 
     from twisted.internet.epollreactor import EPollReactor
+    from twisted.logger import Logger
+
+    # ReactorBase's own logger and main-loop error handler, rebuilt with the
+    # public API: the same namespace, message and level.
+    baseLog = Logger(namespace="twisted.internet.base")
+    topHandler = baseLog.failureHandler("Unexpected error in main loop")
 
     class DirectReadEPollReactor(EPollReactor):
-        """An epoll reactor that calls ``doRead`` directly for plain read events."""
+        """
+        An epoll reactor that calls ``doRead`` directly for plain read
+        events, and runs the timed-call machinery only when it has work.
+        """
 
         def doPoll(self, timeout: float | None) -> None:
             """Poll for events and dispatch them (see :mod:`tcpproto.reactor`)."""
@@ -209,7 +233,9 @@ def _leanDispatch() -> type:
                 selectable = selectables.get(fd)
                 if selectable is None:
                     continue
-                if event == EPOLLIN:
+                # As _doReadOrWrite, a descriptor whose fileno() is -1 is
+                # gone: Twisted's code disconnects it.
+                if event == EPOLLIN and selectable.fileno() != -1:
                     try:
                         why = selectable.doRead()
                     except BaseException:
@@ -223,13 +249,87 @@ def _leanDispatch() -> type:
 
         doIteration = doPoll
 
+        def mainLoop(self) -> None:
+            """
+            ``ReactorBase.mainLoop``, doing its bookkeeping only when needed.
+
+            Each turn, Twisted's loop calls ``runUntilCurrent`` (calls from
+            threads, due timed calls, the shutdown after ``stop()``) and
+            ``timeout`` (how long to wait), inside an error handler entered
+            anew.  This one calls them when one of them has work: a call
+            from a thread is queued, a timed call was added or is due, the
+            cancelled calls need compacting, or ``stop()`` was called.
+            Otherwise it waits until the earliest pending call, exactly as
+            ``timeout`` computes it.  The handler is the same (the error is
+            logged as Twisted logs it, and the loop goes on), entered once per
+            run of the inner loop instead of once per turn.  Everything
+            observable is Twisted's: tests/test_reactor.py runs Twisted's own
+            reactor tests on it.
+            """
+            if getattr(self.doIteration, "__func__", None) is not DirectReadEPollReactor.doPoll:
+                # doIteration was replaced: Twisted's loop calls it.
+                super().mainLoop()
+                return
+            while self._started:
+                with topHandler:
+                    self._leanLoop()
+            baseLog.info("Main loop terminated.")
+
+        def _leanLoop(self) -> None:
+            poll = self._poller.poll
+            selectables = self._selectables
+            general = self._doReadOrWrite
+            disconnect = self._disconnectSelectable
+            readable = EPOLLIN
+            t: float | None
+            while self._started:
+                if self.threadCallQueue or self._newTimedCalls or self._justStopped:
+                    self.runUntilCurrent()
+                    t = self.timeout()
+                else:
+                    pending = self._pendingTimedCalls
+                    if not pending:
+                        t = None
+                    else:
+                        t = pending[0].time - self.seconds()
+                        cancelled = self._cancellations
+                        if t <= 0 or (cancelled > 50 and cancelled > len(pending) >> 1):
+                            # Due, or runUntilCurrent compacts the heap.
+                            self.runUntilCurrent()
+                            t = self.timeout()
+                        elif t > LONGEST_WAIT:
+                            t = LONGEST_WAIT
+                if not self.running:
+                    t = 0  # Twisted's "t = self.running and timeout"
+                # The rest is doPoll, inlined: a call less per turn.
+                try:
+                    events = poll(-1 if t is None else t, len(selectables))
+                except OSError as err:
+                    if err.errno == errno.EINTR:
+                        continue
+                    raise
+                for fd, event in events:
+                    selectable = selectables.get(fd)
+                    if selectable is None:
+                        continue
+                    if event == readable and selectable.fileno() != -1:
+                        try:
+                            why = selectable.doRead()
+                        except BaseException:
+                            why = sys.exc_info()[1]
+                            log.err()
+                        if why:
+                            disconnect(selectable, why, True)  # type: ignore[no-untyped-call]
+                    else:
+                        general(selectable, fd, event)  # type: ignore[no-untyped-call]
+
     return DirectReadEPollReactor
 
 
 def directReadEPollReactor() -> type:
     """
     The base class of :class:`tcpproto.reactor.LeanEPollReactor`: Twisted's
-    epoll reactor with ``doPoll`` replaced.
+    epoll reactor with ``doPoll`` and ``mainLoop`` replaced.
 
     :raises ImportError: where there is no epoll.
     """
