@@ -160,6 +160,30 @@ class MemoryTransport(_TCPOptions):
     discards it and drops both ends with ``ConnectionLost``.
     """
 
+    # The state of a new end, as class attributes (like StringTransport's).
+    #: How many bytes are buffered, waiting for the pipe to deliver them.
+    outgoingSize = 0
+    #: The registered producer, whether it streams, and whether we paused it.
+    producer: IProducer | None = None
+    streaming = False
+    producerPaused = False
+    #: Whether the protocol asked (through pauseProducing) not to read.
+    readingPaused = False
+    #: loseConnection / loseWriteConnection called; FIN sent; FIN received.
+    disconnecting = False
+    writeDisconnecting = False
+    finSent = False
+    readClosed = False
+    #: abortConnection called.
+    aborted = False
+    #: connectionLost delivered to this end's protocol.
+    closed = False
+    #: Bytes written after this end could no longer send them.
+    dropped = 0
+    #: How many times its producer was paused and resumed.
+    pauses = 0
+    resumes = 0
+
     def __init__(
         self,
         protocol: IProtocol,
@@ -171,28 +195,8 @@ class MemoryTransport(_TCPOptions):
         self.host = host
         self.peer = peer
         self.bufferLimit = bufferLimit
+        #: What its protocol wrote, not yet delivered.
         self.outgoing: list[bytes] = []
-        self.outgoingSize = 0
-        self.producer: IProducer | None = None
-        self.streaming = False
-        self.producerPaused = False
-        #: Whether the protocol asked (through pauseProducing) not to read.
-        self.readingPaused = False
-        self.noDelay = False
-        self.keepAlive = False
-        #: loseConnection / loseWriteConnection called; FIN sent; FIN received.
-        self.disconnecting = False
-        self.writeDisconnecting = False
-        self.finSent = False
-        self.readClosed = False
-        self.aborted = False
-        #: connectionLost delivered to this end's protocol.
-        self.closed = False
-        #: Bytes written after this end could no longer send them.
-        self.dropped = 0
-        #: How many times its producer was paused and resumed.
-        self.pauses = 0
-        self.resumes = 0
 
     # ITransport
     def write(self, data: bytes) -> None:
