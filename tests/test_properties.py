@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -22,8 +21,6 @@ from tcpproto.testing import MemoryPipe, connectInMemory
 from tests.helpers import chunked
 from tests.test_client import Output
 
-PEER = IPv4Address("TCP", "127.0.0.1", 40000)
-
 # Small alphabets make newlines (and \r\n) frequent enough to matter.
 lineish = st.binary(max_size=2000) | st.lists(
     st.sampled_from([b"a", b"\n", b"\r", b"\r\n", b"\x00", b"xyz", b"\xff"]), max_size=300
@@ -33,17 +30,29 @@ cuts = st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=30)
 SETTINGS = settings(max_examples=200, deadline=None)
 
 
-def serve(factory: EchoFactory | ThankYouFactory) -> tuple[ServerConnection, StringTransport]:
-    return connectInMemory(factory, peer=PEER)
+def served(
+    factory: EchoFactory | ThankYouFactory, data: bytes, sizes: list[int]
+) -> tuple[ServerConnection, StringTransport]:
+    """A connection from ``factory``, in memory, that has read ``data`` in pieces of ``sizes``."""
+    proto, transport = connectInMemory(factory)
+    for piece in chunked(data, sizes):
+        proto.dataReceived(piece)
+    return proto, transport
+
+
+def fed(buf: LineBuffer, data: bytes, sizes: list[int]) -> list[bytes]:
+    """The lines ``buf`` returns for ``data`` fed in pieces of ``sizes``."""
+    lines: list[bytes] = []
+    for piece in chunked(data, sizes):
+        lines.extend(buf.feed(piece))
+    return lines
 
 
 class EchoProperties(SynchronousTestCase):
     @SETTINGS
     @given(data=st.binary(max_size=5000), sizes=cuts)
     def test_echoIsIdentity(self, data: bytes, sizes: list[int]) -> None:
-        proto, transport = serve(EchoFactory(clock=Clock()))
-        for piece in chunked(data, sizes):
-            proto.dataReceived(piece)
+        proto, transport = served(EchoFactory(clock=Clock()), data, sizes)
         IHalfCloseableProtocol(proto).readConnectionLost()
         self.assertEqual(transport.value(), data)
         self.assertTrue(transport.disconnecting)
@@ -52,9 +61,7 @@ class EchoProperties(SynchronousTestCase):
     @given(data=lineish, sizes=cuts)
     def test_lineEchoIsIdentity(self, data: bytes, sizes: list[int]) -> None:
         """Line echo without a prefix gives back the stream, tail included."""
-        proto, transport = serve(EchoFactory(framing="line", clock=Clock()))
-        for piece in chunked(data, sizes):
-            proto.dataReceived(piece)
+        proto, transport = served(EchoFactory(framing="line", clock=Clock()), data, sizes)
         IHalfCloseableProtocol(proto).readConnectionLost()
         self.assertEqual(transport.value(), data)
 
@@ -83,9 +90,7 @@ class ThankYouProperties(SynchronousTestCase):
     @SETTINGS
     @given(data=lineish, sizes=cuts)
     def test_oneReplyPerCompleteLine(self, data: bytes, sizes: list[int]) -> None:
-        proto, transport = serve(ThankYouFactory(framing="line", clock=Clock()))
-        for piece in chunked(data, sizes):
-            proto.dataReceived(piece)
+        _, transport = served(ThankYouFactory(framing="line", clock=Clock()), data, sizes)
         lines = data.split(b"\n")[:-1]
         expected = b"".join(
             b"thank you!\r\n" if line.endswith(b"\r") else b"thank you!\n" for line in lines
@@ -96,11 +101,8 @@ class ThankYouProperties(SynchronousTestCase):
     @SETTINGS
     @given(data=st.binary(min_size=1, max_size=3000), sizes=cuts)
     def test_rawOneReplyPerRead(self, data: bytes, sizes: list[int]) -> None:
-        proto, transport = serve(ThankYouFactory(clock=Clock()))
-        pieces = chunked(data, sizes)
-        for piece in pieces:
-            proto.dataReceived(piece)
-        self.assertEqual(transport.value(), b"thank you!" * len(pieces))
+        _, transport = served(ThankYouFactory(clock=Clock()), data, sizes)
+        self.assertEqual(transport.value(), b"thank you!" * len(chunked(data, sizes)))
 
 
 class LineBufferProperties(SynchronousTestCase):
@@ -108,9 +110,7 @@ class LineBufferProperties(SynchronousTestCase):
     @given(data=lineish, sizes=cuts)
     def test_reassembles(self, data: bytes, sizes: list[int]) -> None:
         buf = LineBuffer(maxLength=len(data) + 1)
-        lines: list[bytes] = []
-        for piece in chunked(data, sizes):
-            lines.extend(buf.feed(piece))
+        lines = fed(buf, data, sizes)
         whole, _, tail = data.rpartition(b"\n")
         expected = [line + b"\n" for line in whole.split(b"\n")] if b"\n" in data else []
         self.assertEqual(lines, expected)
@@ -124,9 +124,7 @@ class LineBufferProperties(SynchronousTestCase):
         self, data: bytes, sizes: list[int], limit: int
     ) -> None:
         buf = LineBuffer(maxLength=limit)
-        lines: list[bytes] = []
-        for piece in chunked(data, sizes):
-            lines.extend(buf.feed(piece))
+        lines = fed(buf, data, sizes)
         parts = data.split(b"\n")
         tooLong = any(len(p) > limit for p in parts)
         self.assertEqual(buf.overflowed, tooLong)
