@@ -6,6 +6,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto.framing import LineBuffer, lineTooLongMessage, terminator
 
+#: Streams that overflow a LineBuffer: its maxLength, and each chunk fed with
+#: the lines that feed returns.
+OVERFLOWS: dict[str, tuple[int, list[tuple[bytes, list[bytes]]]]] = {
+    "while pending": (4, [(b"123", []), (b"45", [])]),
+    "after complete lines": (3, [(b"ab\nabcd\nxy\n", [b"ab\n"])]),
+    "across chunks": (3, [(b"ab", []), (b"cd\n", [])]),
+    "in the tail": (3, [(b"ok\nlonger", [b"ok\n"])]),
+}
+
 
 class LineBufferTests(SynchronousTestCase):
     def test_completeLines(self) -> None:
@@ -48,30 +57,19 @@ class LineBufferTests(SynchronousTestCase):
         self.assertEqual(buf.feed(b"abcd\n"), [b"abcd\n"])
         self.assertFalse(buf.overflowed)
 
-    def test_overflowPending(self) -> None:
-        buf = LineBuffer(4)
-        self.assertEqual(buf.feed(b"123"), [])
-        self.assertEqual(buf.feed(b"45"), [])
-        self.assertTrue(buf.overflowed)
-        self.assertEqual(buf.pending(), b"")
-        self.assertEqual(buf.feed(b"\nok\n"), [])
-
-    def test_overflowCompleteLine(self) -> None:
-        """Lines before the over-long one are still returned."""
-        buf = LineBuffer(3)
-        self.assertEqual(buf.feed(b"ab\nabcd\nxy\n"), [b"ab\n"])
-        self.assertTrue(buf.overflowed)
-
-    def test_overflowAcrossChunks(self) -> None:
-        buf = LineBuffer(3)
-        self.assertEqual(buf.feed(b"ab"), [])
-        self.assertEqual(buf.feed(b"cd\n"), [])
-        self.assertTrue(buf.overflowed)
-
-    def test_overflowTail(self) -> None:
-        buf = LineBuffer(3)
-        self.assertEqual(buf.feed(b"ok\nlonger"), [b"ok\n"])
-        self.assertTrue(buf.overflowed)
+    def test_overflow(self) -> None:
+        """
+        A line longer than maxLength overflows the buffer, however it arrives:
+        the lines before it are returned, then it holds and returns nothing more.
+        """
+        for name, (maxLength, steps) in OVERFLOWS.items():
+            with self.subTest(name):
+                buf = LineBuffer(maxLength)
+                for chunk, lines in steps:
+                    self.assertEqual(buf.feed(chunk), lines)
+                self.assertTrue(buf.overflowed)
+                self.assertEqual(buf.pending(), b"")
+                self.assertEqual(buf.feed(b"\nok\n"), [])
 
     def test_manyChunksOneLine(self) -> None:
         buf = LineBuffer()
