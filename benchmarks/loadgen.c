@@ -1,6 +1,8 @@
 /* loadgen: a small epoll TCP echo load generator for 127.0.0.1, so that the client is never the bottleneck.
- *   loadgen pingpong PORT CONNS SIZE SECONDS   each connection sends SIZE bytes, waits for them all back, repeats;
- *                                              every byte echoed is checked against what was sent (memcmp)
+ *   loadgen pingpong PORT CONNS SIZE SECONDS [proxy]
+ *                                              each connection sends SIZE bytes, waits for them all back, repeats;
+ *                                              every byte echoed is checked against what was sent (memcmp);
+ *                                              with "proxy", each connection first sends a PROXY protocol v1 header
  *   loadgen stream   PORT SECONDS              one connection writes a pattern while reading and verifying the echo,
  *                                              then half-closes and waits for the tail
  * Prints one JSON line; exits 1 when a byte was wrong or missing. Build: cc -O2 -o loadgen loadgen.c
@@ -36,7 +38,7 @@ typedef struct { int fd; size_t got, off; double t0; } conn_t;
 enum { PAT = 1 << 16 };
 static unsigned char pat[2 * PAT]; /* pat[j] depends on j % PAT only, so any window of up to PAT bytes is contiguous */
 
-static int pingpong(int port, int n, int size, double secs) {
+static int pingpong(int port, int n, int size, double secs, int proxy) {
   struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl); rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl);
   int ep = epoll_create1(0);
   conn_t *c = calloc(n, sizeof *c);
@@ -47,6 +49,11 @@ static int pingpong(int port, int n, int size, double secs) {
   long msgs = 0, errors = 0, bad = 0;
   for (int i = 0; i < n; i++) {
     c[i].fd = dial(port);
+    if (proxy) {
+      char hdr[80];
+      int len = snprintf(hdr, sizeof hdr, "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", 10000 + i % 50000, port);
+      if (write(c[i].fd, hdr, len) != len) errors++;
+    }
     c[i].off = (size_t)i * 4099 % PAT;
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
     epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &ev);
@@ -113,8 +120,8 @@ static int stream(int port, double secs) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 6 && !strcmp(argv[1], "pingpong")) return pingpong(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
+  if (argc >= 6 && !strcmp(argv[1], "pingpong")) return pingpong(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atof(argv[5]), argc >= 7 && !strcmp(argv[6], "proxy"));
   if (argc >= 4 && !strcmp(argv[1], "stream")) return stream(atoi(argv[2]), atof(argv[3]));
-  fprintf(stderr, "usage: loadgen pingpong PORT CONNS SIZE SECONDS | loadgen stream PORT SECONDS\n");
+  fprintf(stderr, "usage: loadgen pingpong PORT CONNS SIZE SECONDS [proxy] | loadgen stream PORT SECONDS\n");
   return 2;
 }

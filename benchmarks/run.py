@@ -12,11 +12,19 @@ the first server (the C epoll server: the practical one-core limit).
 
 Workloads, all on 127.0.0.1 and bounded in count and time:
 
-- ``speed``: ping-pong 1 x 64 B and 100 x 1 KiB (every echoed byte is
-  compared with what was sent), one byte-verified stream that ends with a
-  half-close (a server that loses the tail scores 0), one client that sends
-  and never reads (the server's RSS growth), and the server's CPU time per
-  100 x 1 KiB message (steadier than throughput on a shared machine).
+- ``speed``: ping-pong at 1, 10 and 100 connections x 64 B, 1 KiB and
+  16 KiB, driven twice: by the C load generator on the other CPU, and by
+  Python client processes (``pyclient.py``: one blocking socket each, as in
+  uvloop's published benchmark) that share both CPUs with the server.  Each
+  point gives messages/s, p99 latency and the server's CPU time per message
+  (steadier than throughput on a shared machine); every echoed byte is
+  compared with what was sent.  Then one byte-verified stream that ends with
+  a half-close (a server that loses the tail scores 0) and one client that
+  sends and never reads (the server's RSS growth).
+- ``paths``: TLS echo (``tcpecho`` on an ``ssl:`` listener against uvloop
+  with the ``ssl`` module, same self-signed certificate, Python TLS clients
+  on CPU 1) and the PROXY protocol path (``haproxy:tcp:``, the C load
+  generator sending a PROXY v1 header first), reported as ratios.
 - ``memory``: many slow readers at once (RSS growth per connection) and many
   idle connections (RSS per connection; every one must echo a byte).
 - ``client``: ``cat FILE | tcpecho-client`` against ``twistd tcpecho``,
@@ -48,9 +56,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +93,40 @@ SLOWMANY_CAP_MB = 4
 #: none of the limits, timers, counters and logging (docs/performance.rst).
 IDLE_GOAL_KIB = 2.0
 
+#: The ping-pong points: concurrent connections x message size.
+GRID_CONNS = (1, 10, 100)
+GRID_SIZES = (64, 1024, 16384)
+#: Who drives them: the C load generator on CPU 1 ("c"), or Python client
+#: processes unpinned, sharing both CPUs with the server ("py").
+CLIENT_KINDS = {"c": "C load generator, CPU 1", "py": "Python clients, sharing the CPUs"}
+#: Issue 13's goals against uvloop: rate at least this (per client kind) ...
+RATE_GOAL = {"c": 1.1, "py": 1.0}
+#: ... and server CPU per message at 100 x 1 KiB at most this times C's.
+C_CPU_GOAL = 1.15
+
+
+def sizeLabel(size: int) -> str:
+    return f"{size >> 10}KiB" if size >= 1024 else f"{size}B"
+
+
+def pointKey(kind: str, conns: int, size: int) -> str:
+    """The results' key prefix of one ping-pong point, e.g. ``c100x1KiB``."""
+    return f"{kind}{conns}x{sizeLabel(size)}"
+
+
+def gridPoints(kinds: Sequence[str] = tuple(CLIENT_KINDS)) -> Iterator[tuple[str, int, int]]:
+    for kind in kinds:
+        for conns in GRID_CONNS:
+            for size in GRID_SIZES:
+                yield kind, conns, size
+
 
 @dataclass
 class Settings:
     reps: int
     secs: float
+    #: Seconds per ping-pong point (each of GRID_CONNS x GRID_SIZES, twice).
+    gridSecs: float
     slowMB: int
     slowSecs: float
     slowConns: int
@@ -96,11 +134,14 @@ class Settings:
     clientMB: int
     scaling: bool
     pin: bool
+    #: Who drives the ping-pong points (keys of CLIENT_KINDS).
+    clients: tuple[str, ...] = ("c", "py")
 
 
 FULL = Settings(
     reps=3,
     secs=4.0,
+    gridSecs=2.0,
     slowMB=200,
     slowSecs=6.0,
     slowConns=1000,
@@ -112,6 +153,7 @@ FULL = Settings(
 SMOKE = Settings(
     reps=1,
     secs=1.0,
+    gridSecs=0.3,
     slowMB=64,
     slowSecs=2.0,
     slowConns=100,
@@ -175,7 +217,21 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpuSeconds(pid: int) -> float:
-    """User plus system CPU time of ``pid``."""
+    """
+    CPU time of ``pid`` (every thread), user plus system.
+
+    From ``/proc/PID/schedstat`` (nanoseconds) where the kernel has it, else
+    from ``/proc/PID/stat`` (clock ticks: 10 ms, too coarse for a short
+    point at one connection).
+    """
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, IndexError, ValueError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -216,6 +272,38 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         proc.wait(5)
 
 
+def pyclients(
+    port: int, conns: int, size: int, secs: float, *flags: str, cpu: int | None = None
+) -> dict[str, Any]:
+    """Ping-pong from ``conns`` Python client processes (``pyclient.py``)."""
+    argv = [sys.executable, str(HERE / "pyclient.py"), str(port), str(conns), str(size)]
+    argv += [str(secs), *flags]
+    if cpu is not None:
+        argv += ["--cpu", str(cpu)]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out"}
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        return {"error": (out.stderr.strip() or "no output")[-200:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def pingpong(
+    res: dict[str, Any], key: str, pid: int, run: Callable[[], dict[str, Any]]
+) -> tuple[bool, str]:
+    """Run one ping-pong (``run()``); store rate, p99 and server CPU per message."""
+    cpu0 = cpuSeconds(pid)
+    r = run()
+    cpu1 = cpuSeconds(pid)
+    res[f"{key}_msgs"], res[f"{key}_p99_us"] = r.get("msgs_per_s"), r.get("p99_us")
+    if r.get("msgs"):
+        res[f"{key}_cpu_us"] = round((cpu1 - cpu0) * 1e6 / r["msgs"], 2)
+    return _ppOK(r)
+
+
 class Loadgen:
     def __init__(self, path: Path, pin: bool) -> None:
         self.path = path
@@ -238,22 +326,25 @@ class Loadgen:
 
 
 def speed(cmd: str, s: Settings, loadgen: Loadgen) -> dict[str, Any]:
-    """Ping-pong, stream and one slow reader against one fresh server."""
+    """Ping-pong points, stream and one slow reader against one fresh server."""
     res: dict[str, Any] = {"checks": {}}
     checks = res["checks"]
     try:
         with server(cmd, s.pin) as (port, pid):
             d = s.secs
-            r = loadgen("pingpong", port, 1, 64, d)
-            res["pp1_msgs"], res["pp1_p99_us"] = r.get("msgs_per_s"), r.get("p99_us")
-            checks["pingpong 1x64B"] = _ppOK(r)
-            cpu0 = cpuSeconds(pid)
-            r = loadgen("pingpong", port, 100, 1024, d)
-            cpu1 = cpuSeconds(pid)
-            res["pp100_msgs"], res["pp100_p99_us"] = r.get("msgs_per_s"), r.get("p99_us")
-            if r.get("msgs"):
-                res["pp100_cpu_us"] = round((cpu1 - cpu0) * 1e6 / r["msgs"], 2)
-            checks["pingpong 100x1KiB"] = _ppOK(r)
+            g = s.gridSecs
+            for kind, conns, size in gridPoints(s.clients):
+                key = pointKey(kind, conns, size)
+                run = (
+                    partial(loadgen, "pingpong", port, conns, size, g)
+                    if kind == "c"
+                    else partial(pyclients, port, conns, size, g)
+                )
+                checks[f"pingpong {key}"] = pingpong(res, key, pid, run)
+            # The two points of the earlier issues, under their old names.
+            for old, new in (("pp1", "c1x64B"), ("pp100", "c100x1KiB")):
+                for field in ("msgs", "p99_us", "cpu_us"):
+                    res[f"{old}_{field}"] = res.get(f"{new}_{field}")
             r = loadgen("stream", port, d)
             ok = (
                 bool(r.get("received"))
@@ -275,6 +366,76 @@ def speed(cmd: str, s: Settings, loadgen: Loadgen) -> dict[str, Any]:
             )
     except RuntimeError as e:
         checks["server starts"] = (False, str(e))
+    return res
+
+
+#: The TLS and PROXY points: (connections, message size).
+PATH_POINTS = ((1, 64), (10, 1024), (100, 1024))
+
+
+def makeCert(directory: Path) -> tuple[Path, Path] | None:
+    """A self-signed certificate and its key for 127.0.0.1, or None without openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def pathVariants(servers: dict[str, str], cert: tuple[Path, Path] | None) -> dict[str, str]:
+    """The TLS and PROXY servers to measure: name -> command (with {port})."""
+    twistd = f"{BINDIR}/twistd -n --pidfile= tcpecho --listen "
+    out: dict[str, str] = {}
+    if cert is not None:
+        c, k = cert
+        if "uvloop" in servers:
+            out["uvloop_tls"] = f"{servers['uvloop']} --tls {c} {k}"
+        if PROJECT in servers:
+            out[f"{PROJECT}_tls"] = (
+                twistd + f"ssl:{{port}}:interface=127.0.0.1:privateKey={k}:certKey={c}"
+            )
+    if PROJECT in servers:
+        out[f"{PROJECT}_proxy"] = twistd + "haproxy:tcp:{port}:interface=127.0.0.1"
+    return out
+
+
+def paths(name: str, cmd: str, s: Settings, loadgen: Loadgen) -> dict[str, Any]:
+    """TLS (Python TLS clients on CPU 1) or PROXY (the C load generator) ping-pong."""
+    res: dict[str, Any] = {"checks": {}}
+    try:
+        with server(cmd, s.pin) as (port, pid):
+            for conns, size in PATH_POINTS:
+                key = pointKey("", conns, size)
+                run = (
+                    partial(
+                        pyclients, port, conns, size, s.gridSecs, "--tls", cpu=1 if s.pin else None
+                    )
+                    if name.endswith("_tls")
+                    else partial(loadgen, "pingpong", port, conns, size, s.gridSecs, "proxy")
+                )
+                res["checks"][f"pingpong {key}"] = pingpong(res, key, pid, run)
+    except RuntimeError as e:
+        res["checks"]["server starts"] = (False, str(e))
     return res
 
 
@@ -654,6 +815,121 @@ def goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def gridTables(data: dict[str, Any], names: list[str]) -> list[str]:
+    """Per client kind: rate, p99 and server CPU per message at each point."""
+    med = data["medians"]
+    out: list[str] = []
+    versus = "uvloop" if "uvloop" in med and PROJECT in med else None
+    for kind, who in CLIENT_KINDS.items():
+        for field, title in (
+            ("msgs", "msg/s"),
+            ("cpu_us", "server CPU us/msg"),
+            ("p99_us", "p99 latency us"),
+        ):
+            if not any(med[n].get(f"{pointKey(kind, 1, 64)}_{field}") for n in names):
+                continue
+            extra = [f"{PROJECT} / uvloop"] if versus else []
+            out += ["", f"Ping-pong, {who}: {title} (medians)", ""]
+            out.append("| point | " + " | ".join([*names, *extra]) + " |")
+            out.append("|---" * (len(names) + len(extra) + 1) + "|")
+            for conns in GRID_CONNS:
+                for size in GRID_SIZES:
+                    k = f"{pointKey(kind, conns, size)}_{field}"
+                    cells = [fmt(med[n].get(k)) for n in names]
+                    if versus:
+                        r = ratio(med[PROJECT].get(k), med[versus].get(k))
+                        cells.append("-" if r is None else f"{r:.2f}x")
+                    out.append(f"| {conns} x {sizeLabel(size)} | " + " | ".join(cells) + " |")
+    return out
+
+
+def issueGoals(data: dict[str, Any]) -> list[str]:
+    """Issue 13's goal matrix: tcpecho / uvloop ratios at every point, met or not."""
+    med = data["medians"]
+    mine, uv, c = med.get(PROJECT), med.get("uvloop"), med.get("c_epoll")
+    if not mine or not uv:
+        return []
+    out = [
+        "",
+        f"Goals (issue 13): {PROJECT} / uvloop at each point; rate >= "
+        + ", ".join(f"{RATE_GOAL[k]}x ({k})" for k in CLIENT_KINDS)
+        + ", server CPU per message <= 1.0x, p99 <= 1.0x (NO: not met)",
+        "",
+        "| point | " + " | ".join(f"{k}: rate | {k}: CPU | {k}: p99" for k in CLIENT_KINDS) + " |",
+        "|---" * (1 + 3 * len(CLIENT_KINDS)) + "|",
+    ]
+
+    def cell(r: float | None, ok: bool) -> str:
+        return "-" if r is None else f"{r:.2f}x" + ("" if ok else " NO")
+
+    for conns in GRID_CONNS:
+        for size in GRID_SIZES:
+            cells = []
+            for kind in CLIENT_KINDS:
+                p = pointKey(kind, conns, size)
+                rr = ratio(mine.get(f"{p}_msgs"), uv.get(f"{p}_msgs"))
+                rc = ratio(mine.get(f"{p}_cpu_us"), uv.get(f"{p}_cpu_us"))
+                rp = ratio(mine.get(f"{p}_p99_us"), uv.get(f"{p}_p99_us"))
+                cells += [
+                    cell(rr, rr is not None and rr >= RATE_GOAL[kind]),
+                    cell(rc, rc is not None and rc <= 1.0),
+                    cell(rp, rp is not None and rp <= 1.0),
+                ]
+            out.append(f"| {conns} x {sizeLabel(size)} | " + " | ".join(cells) + " |")
+    if c:
+        r = ratio(mine.get("c100x1KiB_cpu_us"), c.get("c100x1KiB_cpu_us"))
+        out += [
+            "",
+            f"Server CPU per message at 100 x 1 KiB, {PROJECT} / c_epoll: "
+            + cell(r, r is not None and r <= C_CPU_GOAL)
+            + f" (goal <= {C_CPU_GOAL}x)",
+        ]
+    return out
+
+
+def pathTable(data: dict[str, Any]) -> list[str]:
+    """TLS: tcpecho vs uvloop + ssl; PROXY: tcpecho haproxy: vs plain tcpecho and uvloop."""
+    pth = data.get("paths") or {}
+    if not pth:
+        return []
+    med = data.get("medians", {})
+    rows: list[tuple[str, dict[str, Any], dict[str, Any], str]] = []
+    tls, uvTls = pth.get(f"{PROJECT}_tls"), pth.get("uvloop_tls")
+    if tls and uvTls:
+        rows.append(("TLS, Python TLS clients on CPU 1", tls, uvTls, "uvloop + ssl"))
+    proxy = pth.get(f"{PROJECT}_proxy")
+    for ref in (PROJECT, "uvloop"):
+        if proxy and med.get(ref):
+            plain = {
+                pointKey("", n, z) + f: med[ref].get(pointKey("c", n, z) + f)
+                for n, z in PATH_POINTS
+                for f in ("_msgs", "_cpu_us", "_p99_us")
+            }
+            rows.append(("PROXY v1 header, C load generator", proxy, plain, f"plain {ref}"))
+    if not rows:
+        return []
+    out = [
+        "",
+        "TLS and PROXY paths (medians; ratio = tcpecho / reference)",
+        "",
+        "| path | point | reference | msg/s | ref msg/s | rate "
+        "| CPU us/msg | ref CPU | CPU | p99 us | ref p99 | p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for title, mine, ref, refName in rows:
+        for n, z in PATH_POINTS:
+            k = pointKey("", n, z)
+            cells = []
+            for f in ("_msgs", "_cpu_us", "_p99_us"):
+                a, b = mine.get(k + f), ref.get(k + f)
+                r = ratio(a, b)
+                cells += [fmt(a), fmt(b), "-" if r is None else f"{r:.2f}x"]
+            out.append(
+                f"| {title} | {n} x {sizeLabel(z)} | {refName} | " + " | ".join(cells) + " |"
+            )
+    return out
+
+
 def report(data: dict[str, Any], names: list[str]) -> list[str]:
     meta = data["meta"]
     lines = [f"Run {meta['date']} on {meta['machine']}", f"Command: `{meta['command']}`"]
@@ -663,7 +939,10 @@ def report(data: dict[str, Any], names: list[str]) -> list[str]:
             f"Speed: medians of {meta['reps']} interleaved runs, ratios to {names[0]}",
             "",
             *speedTable(data["medians"], names),
+            *gridTables(data, names),
+            *issueGoals(data),
         ]
+    lines += pathTable(data)
     mem = data.get("memory", {})
     if mem:
         lines += ["", "Memory (one run each, fresh server)", ""]
@@ -744,6 +1023,12 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--smoke", action="store_true", help="short run of every workload, for CI")
     p.add_argument("--reps", type=int, help="interleaved repetitions of the speed workloads")
+    p.add_argument("--grid-secs", type=float, help="seconds per ping-pong point")
+    p.add_argument(
+        "--clients",
+        default=",".join(CLIENT_KINDS),
+        help="who drives the ping-pong points: c (the C load generator), py (Python clients)",
+    )
     p.add_argument(
         "--servers",
         default=",".join(DEFAULT_SERVERS),
@@ -752,8 +1037,8 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        default="speed,memory,client,scaling",
-        help="workload groups to run (speed, memory, client, scaling)",
+        default="speed,paths,memory,client,scaling",
+        help="workload groups to run (speed, paths, memory, client, scaling)",
     )
     p.add_argument(
         "--memory-servers", help="servers for the memory workloads (default: all; smoke: tcpecho)"
@@ -786,6 +1071,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = SMOKE if args.smoke else FULL
     if args.reps:
         s.reps = args.reps
+    if args.grid_secs:
+        s.gridSecs = args.grid_secs
+    s.clients = tuple(k for k in args.clients.split(",") if k in CLIENT_KINDS)
     s.pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     only = set(args.only.split(","))
     raiseFileLimit()
@@ -855,7 +1143,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress(f"rep {rep + 1} {name}: {r}")
         for name in names:
             rs = data["runs"][name]
-            data["medians"][name] = {k: _median([r.get(k) for r in rs]) for k, _ in SPEED_COLS}
+            keys = sorted({k for r in rs for k in r})
+            data["medians"][name] = {k: _median([r.get(k) for r in rs]) for k in keys}
+    if "paths" in only:
+        with tempfile.TemporaryDirectory(prefix="tcpproto-bench-") as tmp:
+            cert = makeCert(Path(tmp))
+            if cert is None:
+                data["meta"]["skipped"]["tls"] = "openssl not found: no certificate"
+            variants = pathVariants(servers, cert)
+            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+            for rep in range(s.reps):
+                for variant, cmd in variants.items():
+                    r = paths(variant, cmd, s, loadgen)
+                    owner = PROJECT if variant.startswith(PROJECT) else "uvloop"
+                    checks.setdefault(owner, {}).update(
+                        {f"{variant} {k}": v for k, v in r.pop("checks").items()}
+                    )
+                    runs[variant].append(r)
+                    progress(f"rep {rep + 1} {variant}: {r}")
+            data["paths"] = {
+                v: {k: _median([r.get(k) for r in rs]) for k in sorted({k for r in rs for k in r})}
+                for v, rs in runs.items()
+            }
+            data["pathRuns"] = runs
     if "memory" in only:
         memNames = (
             args.memory_servers.split(",")

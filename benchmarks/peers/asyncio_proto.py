@@ -1,6 +1,10 @@
-"""asyncio Protocol echo; with --uvloop on uvloop. Usage: asyncio_proto.py PORT [--uvloop]"""
+"""asyncio Protocol echo; with --uvloop on uvloop; with --tls CERT KEY over TLS (the ssl module).
+
+Usage: asyncio_proto.py PORT [--uvloop] [--tls CERT KEY]
+"""
 
 import asyncio
+import ssl
 import sys
 
 
@@ -12,8 +16,18 @@ class Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
+def tlsContext():
+    if "--tls" not in sys.argv:
+        return None
+    i = sys.argv.index("--tls")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
+    return ctx
+
+
 async def main():
-    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", int(sys.argv[1]))
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Echo, "127.0.0.1", int(sys.argv[1]), ssl=tlsContext())
     await server.serve_forever()
 
 
