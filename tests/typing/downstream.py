@@ -31,6 +31,7 @@ from tcpproto import (
     ThankYouFactory,
     exchange,
 )
+from tcpproto.testing import connectInMemory
 
 version: str = tcpproto.__version__
 
@@ -67,3 +68,11 @@ async def roundTrip(reactor: IReactorTCP, port: int) -> bytes:
 
 def stopWhenDone(reactor: IReactorCore, d: Deferred[bytes]) -> None:
     d.addBoth(lambda _: reactor.stop())
+
+
+def echoedInMemory(clock: Clock) -> bytes:
+    """A user's unit test step, with tcpproto's public test doubles."""
+    protocol, transport = connectInMemory(EchoFactory(clock=clock))
+    protocol.dataReceived(b"hello")
+    echoed: bytes = transport.value()
+    return echoed
