@@ -18,7 +18,7 @@ from tcpproto import EchoFactory, EchoProtocol, LineEchoProtocol
 from tcpproto.connection import IDLE_TIMEOUT, LINE_TOO_LONG
 from tcpproto.framing import lineTooLongMessage
 from tcpproto.testing import MEMORY_PEER, connectInMemory
-from tests.helpers import LogCapture, chunked
+from tests.helpers import LogCapture, assertReplies, chunked
 
 PEER = MEMORY_PEER
 
@@ -26,25 +26,33 @@ PEER = MEMORY_PEER
 connect = connectInMemory
 
 
-class EchoTests(SynchronousTestCase):
-    """RFC 862: every byte comes back, in order, and nothing else."""
+class ConnectedTestCase(SynchronousTestCase):
+    """Each test starts with one connection from :meth:`makeFactory`."""
+
+    def makeFactory(self) -> EchoFactory:
+        return EchoFactory(clock=Clock())
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.factory = EchoFactory(clock=self.clock)
+        self.factory = self.makeFactory()
         self.proto, self.transport = connect(self.factory)
+
+
+class EchoTests(ConnectedTestCase):
+    """RFC 862: every byte comes back, in order, and nothing else."""
 
     def test_protocolClass(self) -> None:
         self.assertIsInstance(self.proto, EchoProtocol)
 
     def test_echoesExactly(self) -> None:
-        self.proto.dataReceived(b"hello, world\r\n")
-        self.assertEqual(self.transport.value(), b"hello, world\r\n")
-
-    def test_binaryAndNul(self) -> None:
-        data = bytes(range(256)) * 4 + b"\x00\x00\xff\r\n\x00"
-        self.proto.dataReceived(data)
-        self.assertEqual(self.transport.value(), data)
+        """Any bytes come back as they are: nothing is decoded or translated."""
+        for name, data in [
+            ("text", b"hello, world\r\n"),
+            ("binary and NULs", bytes(range(256)) * 4 + b"\x00\x00\xff\r\n\x00"),
+            ("invalid UTF-8", b"\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x28\x8c\xbc"),
+        ]:
+            with self.subTest(name):
+                proto, transport = connect(self.factory)
+                assertReplies(self, proto, transport, (data, data))
 
     def test_chunksInOrder(self) -> None:
         data = bytes(range(256)) * 40
@@ -60,19 +68,9 @@ class EchoTests(SynchronousTestCase):
         self.assertEqual(self.transport.value(), b"")
         self.assertFalse(self.transport.disconnecting)
 
-    def test_noDecoding(self) -> None:
-        """Invalid UTF-8 is echoed as is."""
-        data = b"\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x28\x8c\xbc"
-        self.proto.dataReceived(data)
-        self.assertEqual(self.transport.value(), data)
 
-
-class HalfCloseTests(SynchronousTestCase):
+class HalfCloseTests(ConnectedTestCase):
     """The peer's FIN: send what is buffered, then close; lose nothing."""
-
-    def setUp(self) -> None:
-        self.factory = EchoFactory(clock=Clock())
-        self.proto, self.transport = connect(self.factory)
 
     def test_providesHalfClose(self) -> None:
         self.assertTrue(IHalfCloseableProtocol.providedBy(self.proto))
@@ -98,12 +96,8 @@ class HalfCloseTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
 
 
-class FlowControlTests(SynchronousTestCase):
+class FlowControlTests(ConnectedTestCase):
     """The connection is its transport's producer and pauses reading."""
-
-    def setUp(self) -> None:
-        self.factory = EchoFactory(clock=Clock())
-        self.proto, self.transport = connect(self.factory)
 
     def test_registeredAsStreamingProducer(self) -> None:
         self.assertIs(self.transport.producer, self.proto)
@@ -128,25 +122,25 @@ class FlowControlTests(SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "producing")
 
 
-class LineEchoTests(SynchronousTestCase):
+class LineEchoTests(ConnectedTestCase):
     """Line framing: whole lines back, with their terminator, optionally prefixed."""
 
-    def setUp(self) -> None:
-        self.factory = EchoFactory(framing="line", prefix=b"node1", clock=Clock())
-        self.proto, self.transport = connect(self.factory)
+    def makeFactory(self) -> EchoFactory:
+        return EchoFactory(framing="line", prefix=b"node1", clock=Clock())
 
     def test_protocolClass(self) -> None:
         self.assertIsInstance(self.proto, LineEchoProtocol)
 
     def test_prefixAndTerminators(self) -> None:
-        self.proto.dataReceived(b"one\ntw")
-        self.assertEqual(self.transport.value(), b"node1 one\n")
-        self.proto.dataReceived(b"o\r\nthree\n")
-        self.assertEqual(self.transport.value(), b"node1 one\nnode1 two\r\nnode1 three\n")
-
-    def test_partialLineWaits(self) -> None:
-        self.proto.dataReceived(b"no newline yet")
-        self.assertEqual(self.transport.value(), b"")
+        """Each complete line comes back prefixed; a partial line waits for its end."""
+        assertReplies(
+            self,
+            self.proto,
+            self.transport,
+            (b"one\ntw", b"node1 one\n"),
+            (b"o\r\nthree\n", b"node1 two\r\nnode1 three\n"),
+            (b"no newline yet", b""),
+        )
 
     def test_tailEchoedOnHalfClose(self) -> None:
         self.proto.dataReceived(b"a\npartial")
@@ -156,41 +150,44 @@ class LineEchoTests(SynchronousTestCase):
 
     def test_noPrefix(self) -> None:
         proto, transport = connect(EchoFactory(framing="line", clock=Clock()))
-        proto.dataReceived(b"x\r\ny\n")
-        self.assertEqual(transport.value(), b"x\r\ny\n")
+        assertReplies(self, proto, transport, (b"x\r\ny\n", b"x\r\ny\n"))
 
     def test_overflow(self) -> None:
-        factory = EchoFactory(framing="line", maxLineLength=8, clock=Clock())
-        proto, transport = connect(factory)
-        proto.dataReceived(b"12345678\n123456789")
-        self.assertEqual(transport.value(), b"12345678\n" + lineTooLongMessage(8))
-        self.assertTrue(transport.disconnecting)
-        self.assertEqual(proto.closeReason, LINE_TOO_LONG)
-        # Later input is ignored: no second error line.
-        before = transport.value()
-        proto.dataReceived(b"more\n")
-        self.assertEqual(transport.value(), before)
+        """
+        A line longer than maxLineLength: the lines before it come back, then
+        the error line, and the connection closes; later input is ignored.
+        """
+        for maxLineLength, data, echoed in [
+            # The long line is still arriving.
+            (8, b"12345678\n123456789", b"12345678\n"),
+            # The long line and a complete one after it arrive at once.
+            (4, b"ok\ntoo long\nafter\n", b"ok\n"),
+        ]:
+            with self.subTest(data=data):
+                factory = EchoFactory(framing="line", maxLineLength=maxLineLength, clock=Clock())
+                proto, transport = connect(factory)
+                answer = echoed + lineTooLongMessage(maxLineLength)
+                assertReplies(self, proto, transport, (data, answer))
+                self.assertTrue(transport.disconnecting)
+                self.assertEqual(proto.closeReason, LINE_TOO_LONG)
+                # No second error line.
+                assertReplies(self, proto, transport, (b"more\n", b""), sent=answer)
 
-    def test_overflowInOneLine(self) -> None:
-        factory = EchoFactory(framing="line", maxLineLength=4, clock=Clock())
-        proto, transport = connect(factory)
-        proto.dataReceived(b"ok\ntoo long\nafter\n")
-        self.assertEqual(transport.value(), b"ok\n" + lineTooLongMessage(4))
-        self.assertTrue(transport.disconnecting)
+
+#: EchoFactory arguments that must be refused.
+BAD_ARGUMENTS: dict[str, dict[str, object]] = {
+    "unknown framing": {"framing": "words"},
+    "a prefix without line framing": {"prefix": b"x"},
+    "maxLineLength 0": {"framing": "line", "maxLineLength": 0},
+    "a negative idleTimeout": {"idleTimeout": -1},
+}
 
 
 class FactoryValidationTests(SynchronousTestCase):
-    def test_badFraming(self) -> None:
-        self.assertRaises(ValueError, EchoFactory, framing="words", clock=Clock())
-
-    def test_prefixNeedsLineFraming(self) -> None:
-        self.assertRaises(ValueError, EchoFactory, prefix=b"x", clock=Clock())
-
-    def test_badMaxLineLength(self) -> None:
-        self.assertRaises(ValueError, EchoFactory, framing="line", maxLineLength=0, clock=Clock())
-
-    def test_badIdleTimeout(self) -> None:
-        self.assertRaises(ValueError, EchoFactory, idleTimeout=-1, clock=Clock())
+    def test_badArguments(self) -> None:
+        for name, arguments in BAD_ARGUMENTS.items():
+            with self.subTest(name):
+                self.assertRaises(ValueError, EchoFactory, clock=Clock(), **arguments)
 
     def test_noGlobalState(self) -> None:
         """Two factories count their connections separately."""

@@ -19,6 +19,7 @@ from tests.helpers.logs import (
     LogCapture,
 )
 from tests.helpers.memory import (
+    assertReplies,
     chunked,
 )
 from tests.helpers.pki import (
@@ -109,6 +110,7 @@ __all__ = [
     "ServerProcess",
     "Silent",
     "SocketActivatedServer",
+    "assertReplies",
     "busyPort",
     "chunked",
     "clientCommand",

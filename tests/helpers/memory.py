@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
 
 def chunked(data: bytes, sizes: Iterable[int]) -> list[bytes]:
     """
@@ -23,3 +27,22 @@ def chunked(data: bytes, sizes: Iterable[int]) -> list[bytes]:
         i += n
         k += 1
     return pieces
+
+
+def assertReplies(
+    testCase: SynchronousTestCase,
+    proto: IProtocol,
+    transport: StringTransport,
+    *steps: tuple[bytes, bytes],
+    sent: bytes = b"",
+) -> None:
+    """
+    Feed each step's bytes to ``proto`` (one ``dataReceived`` each); after
+    each, ``transport`` holds exactly ``sent`` (what it held before the
+    first step) followed by every step's answer so far.
+    """
+    expected = sent
+    for data, answer in steps:
+        proto.dataReceived(data)
+        expected += answer
+        testCase.assertEqual(transport.value(), expected, f"after {data!r}")
