@@ -18,7 +18,13 @@ from tcpproto import EchoFactory, EchoProtocol, LineEchoProtocol
 from tcpproto.connection import IDLE_TIMEOUT, LINE_TOO_LONG
 from tcpproto.framing import lineTooLongMessage
 from tcpproto.testing import MEMORY_PEER, connectInMemory
-from tests.helpers import LogCapture, assertReplies, chunked
+from tests.helpers import (
+    ConnectedTestCase,
+    LogCapture,
+    assertRefusesArguments,
+    assertReplies,
+    chunked,
+)
 
 PEER = MEMORY_PEER
 
@@ -26,18 +32,14 @@ PEER = MEMORY_PEER
 connect = connectInMemory
 
 
-class ConnectedTestCase(SynchronousTestCase):
-    """Each test starts with one connection from :meth:`makeFactory`."""
+class EchoConnectionTestCase(ConnectedTestCase):
+    """Each test starts with one connection from an EchoFactory."""
 
     def makeFactory(self) -> EchoFactory:
         return EchoFactory(clock=Clock())
 
-    def setUp(self) -> None:
-        self.factory = self.makeFactory()
-        self.proto, self.transport = connect(self.factory)
 
-
-class EchoTests(ConnectedTestCase):
+class EchoTests(EchoConnectionTestCase):
     """RFC 862: every byte comes back, in order, and nothing else."""
 
     def test_protocolClass(self) -> None:
@@ -69,7 +71,7 @@ class EchoTests(ConnectedTestCase):
         self.assertFalse(self.transport.disconnecting)
 
 
-class HalfCloseTests(ConnectedTestCase):
+class HalfCloseTests(EchoConnectionTestCase):
     """The peer's FIN: send what is buffered, then close; lose nothing."""
 
     def test_providesHalfClose(self) -> None:
@@ -96,7 +98,7 @@ class HalfCloseTests(ConnectedTestCase):
         self.assertTrue(self.transport.disconnecting)
 
 
-class FlowControlTests(ConnectedTestCase):
+class FlowControlTests(EchoConnectionTestCase):
     """The connection is its transport's producer and pauses reading."""
 
     def test_registeredAsStreamingProducer(self) -> None:
@@ -133,10 +135,7 @@ class LineEchoTests(ConnectedTestCase):
 
     def test_prefixAndTerminators(self) -> None:
         """Each complete line comes back prefixed; a partial line waits for its end."""
-        assertReplies(
-            self,
-            self.proto,
-            self.transport,
+        self.assertReplies(
             (b"one\ntw", b"node1 one\n"),
             (b"o\r\nthree\n", b"node1 two\r\nnode1 three\n"),
             (b"no newline yet", b""),
@@ -185,9 +184,7 @@ BAD_ARGUMENTS: dict[str, dict[str, object]] = {
 
 class FactoryValidationTests(SynchronousTestCase):
     def test_badArguments(self) -> None:
-        for name, arguments in BAD_ARGUMENTS.items():
-            with self.subTest(name):
-                self.assertRaises(ValueError, EchoFactory, clock=Clock(), **arguments)
+        assertRefusesArguments(self, EchoFactory, BAD_ARGUMENTS)
 
     def test_noGlobalState(self) -> None:
         """Two factories count their connections separately."""

@@ -18,7 +18,7 @@ from tcpproto.testing import (
     connectInMemory,
 )
 from tcpproto.thankyou import BUSY_MESSAGE, DEFAULT_REPLY
-from tests.helpers import LogCapture
+from tests.helpers import ConnectedTestCase, LogCapture, assertRefusesArguments, assertReplies
 
 PEER = MEMORY_PEER
 
@@ -30,33 +30,35 @@ def connect(
     return connectInMemory(factory, transport or HalfCloseableStringTransport(peerAddress=PEER))
 
 
-class RawTests(SynchronousTestCase):
+class ThankYouConnectionTestCase(ConnectedTestCase):
+    """Each test starts with one connection on a transport that can half-close."""
+
+    def makeTransport(self) -> StringTransport:
+        return HalfCloseableStringTransport(peerAddress=PEER)
+
+
+class RawTests(ThankYouConnectionTestCase):
     """Raw framing: each read is a message, answered with the reply."""
 
-    def setUp(self) -> None:
-        self.proto, self.transport = connect(ThankYouFactory(clock=Clock()))
+    def makeFactory(self) -> ThankYouFactory:
+        return ThankYouFactory(clock=Clock())
 
     def test_defaults(self) -> None:
         self.assertIsInstance(self.proto, ThankYouProtocol)
         self.assertEqual(DEFAULT_REPLY, b"thank you!")
 
     def test_replyPerRead(self) -> None:
-        self.proto.dataReceived(b"hello")
-        self.assertEqual(self.transport.value(), b"thank you!")
-        self.proto.dataReceived(b"again\n")
-        self.assertEqual(self.transport.value(), b"thank you!thank you!")
+        self.assertReplies((b"hello", b"thank you!"), (b"again\n", b"thank you!"))
         self.assertFalse(self.transport.disconnecting)
 
     def test_binaryMessage(self) -> None:
-        self.proto.dataReceived(b"\x00\xff\x00")
-        self.assertEqual(self.transport.value(), b"thank you!")
+        self.assertReplies((b"\x00\xff\x00", b"thank you!"))
         self.assertEqual(self.proto.bytesIn, 3)
         self.assertEqual(self.proto.bytesOut, len(b"thank you!"))
 
     def test_customReply(self) -> None:
         proto, transport = connect(ThankYouFactory(reply=b"ack\n", clock=Clock()))
-        proto.dataReceived(b"x")
-        self.assertEqual(transport.value(), b"ack\n")
+        assertReplies(self, proto, transport, (b"x", b"ack\n"))
 
     def test_halfCloseCloses(self) -> None:
         self.proto.dataReceived(b"x")
@@ -65,12 +67,15 @@ class RawTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
 
 
-class OnceTests(SynchronousTestCase):
+class OnceTests(ThankYouConnectionTestCase):
     """once=True: reply to the first message, half-close, discard the rest."""
+
+    def makeFactory(self) -> ThankYouFactory:
+        return ThankYouFactory(once=True, clock=Clock())
 
     def setUp(self) -> None:
         self.log = LogCapture.install(self)
-        self.proto, self.transport = connect(ThankYouFactory(once=True, clock=Clock()))
+        super().setUp()
 
     def test_replyThenHalfClose(self) -> None:
         assert isinstance(self.transport, HalfCloseableStringTransport)
@@ -118,38 +123,30 @@ class OnceTests(SynchronousTestCase):
 
     def test_lineOnce(self) -> None:
         proto, transport = connect(ThankYouFactory(once=True, framing="line", clock=Clock()))
-        proto.dataReceived(b"par")
-        self.assertEqual(transport.value(), b"")
-        proto.dataReceived(b"tial\r\nsecond\n")
-        self.assertEqual(transport.value(), b"thank you!\r\n")
+        assertReplies(
+            self, proto, transport, (b"par", b""), (b"tial\r\nsecond\n", b"thank you!\r\n")
+        )
         assert isinstance(transport, HalfCloseableStringTransport)
         self.assertTrue(transport.writeDisconnecting)
+
+
+#: Line framing: what the client sends, a read at a time, and the replies.
+LINE_REPLIES: dict[str, list[tuple[bytes, bytes]]] = {
+    "a partial line waits": [(b"no end yet", b"")],
+    "one reply per line": [(b"a\nb\nc", b"thank you!\n" * 2), (b"\n", b"thank you!\n")],
+    "the line's terminator": [(b"crlf\r\nlf\n\r\n", b"thank you!\r\nthank you!\nthank you!\r\n")],
+    "empty lines are messages": [(b"\n\n", b"thank you!\nthank you!\n")],
+}
 
 
 class LineTests(SynchronousTestCase):
     """Line framing: one reply per complete line, ending as the line did."""
 
-    def setUp(self) -> None:
-        self.factory = ThankYouFactory(framing="line", clock=Clock())
-        self.proto, self.transport = connect(self.factory)
-
-    def test_partialWaits(self) -> None:
-        self.proto.dataReceived(b"no end yet")
-        self.assertEqual(self.transport.value(), b"")
-
-    def test_onePerLine(self) -> None:
-        self.proto.dataReceived(b"a\nb\nc")
-        self.assertEqual(self.transport.value(), b"thank you!\n" * 2)
-        self.proto.dataReceived(b"\n")
-        self.assertEqual(self.transport.value(), b"thank you!\n" * 3)
-
-    def test_mirrorsTerminator(self) -> None:
-        self.proto.dataReceived(b"crlf\r\nlf\n\r\n")
-        self.assertEqual(self.transport.value(), b"thank you!\r\nthank you!\nthank you!\r\n")
-
-    def test_emptyLinesAreMessages(self) -> None:
-        self.proto.dataReceived(b"\n\n")
-        self.assertEqual(self.transport.value(), b"thank you!\nthank you!\n")
+    def test_replies(self) -> None:
+        for name, steps in LINE_REPLIES.items():
+            with self.subTest(name):
+                proto, transport = connect(ThankYouFactory(framing="line", clock=Clock()))
+                assertReplies(self, proto, transport, *steps)
 
     def test_tooLong(self) -> None:
         proto, transport = connect(ThankYouFactory(framing="line", maxLineLength=5, clock=Clock()))
@@ -172,15 +169,17 @@ class LineTests(SynchronousTestCase):
         self.assertIn(b"5", message)
 
 
+#: ThankYouFactory arguments that must be refused.
+BAD_ARGUMENTS: dict[str, dict[str, object]] = {
+    "unknown framing": {"framing": "json"},
+    "an empty reply": {"reply": b""},
+    "maxLineLength 0": {"maxLineLength": 0},
+}
+
+
 class FactoryTests(SynchronousTestCase):
-    def test_badFraming(self) -> None:
-        self.assertRaises(ValueError, ThankYouFactory, framing="json", clock=Clock())
-
-    def test_emptyReply(self) -> None:
-        self.assertRaises(ValueError, ThankYouFactory, reply=b"", clock=Clock())
-
-    def test_badMaxLineLength(self) -> None:
-        self.assertRaises(ValueError, ThankYouFactory, maxLineLength=0, clock=Clock())
+    def test_badArguments(self) -> None:
+        assertRefusesArguments(self, ThankYouFactory, BAD_ARGUMENTS)
 
     def test_mode(self) -> None:
         log = LogCapture.install(self)

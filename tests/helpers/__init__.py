@@ -19,6 +19,8 @@ from tests.helpers.logs import (
     LogCapture,
 )
 from tests.helpers.memory import (
+    ConnectedTestCase,
+    assertRefusesArguments,
     assertReplies,
     chunked,
 )
@@ -103,6 +105,7 @@ __all__ = [
     "V2_SIGNATURE",
     "Address",
     "CommandServer",
+    "ConnectedTestCase",
     "LimitedServer",
     "LogCapture",
     "Probe",
@@ -110,6 +113,7 @@ __all__ = [
     "ServerProcess",
     "Silent",
     "SocketActivatedServer",
+    "assertRefusesArguments",
     "assertReplies",
     "busyPort",
     "chunked",

@@ -1,5 +1,6 @@
 """
-In-memory streams; the in-memory connections themselves are public: tcpproto.testing.
+In-memory streams and connections; the in-memory transports themselves are
+public: tcpproto.testing.
 """
 
 from __future__ import annotations
@@ -7,8 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from twisted.internet.interfaces import IProtocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+
+from tcpproto.connection import ServerFactory
+from tcpproto.testing import connectInMemory
 
 
 def chunked(data: bytes, sizes: Iterable[int]) -> list[bytes]:
@@ -46,3 +51,36 @@ def assertReplies(
         proto.dataReceived(data)
         expected += answer
         testCase.assertEqual(transport.value(), expected, f"after {data!r}")
+
+
+class ConnectedTestCase(SynchronousTestCase):
+    """
+    Each test starts with ``self.proto``, a connection from ``self.factory``
+    (:meth:`makeFactory`) on ``self.transport`` (:meth:`makeTransport`).
+    """
+
+    def makeFactory(self) -> ServerFactory:
+        raise NotImplementedError(f"{type(self).__name__} must say which factory it tests")
+
+    def makeTransport(self) -> StringTransport | None:
+        """The transport (``None``: a plain, not half-closeable StringTransport)."""
+        return None
+
+    def setUp(self) -> None:
+        self.factory = self.makeFactory()
+        self.proto, self.transport = connectInMemory(self.factory, self.makeTransport())
+
+    def assertReplies(self, *steps: tuple[bytes, bytes], sent: bytes = b"") -> None:
+        """:func:`assertReplies` on this test's connection."""
+        assertReplies(self, self.proto, self.transport, *steps, sent=sent)
+
+
+def assertRefusesArguments(
+    testCase: SynchronousTestCase,
+    factoryType: type[ServerFactory],
+    badArguments: dict[str, dict[str, object]],
+) -> None:
+    """``factoryType`` raises ``ValueError`` for each of the named ``badArguments``."""
+    for name, arguments in badArguments.items():
+        with testCase.subTest(name):
+            testCase.assertRaises(ValueError, factoryType, clock=Clock(), **arguments)
