@@ -15,18 +15,23 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from twisted.internet import reactor
-from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tcpproto import EchoFactory, ServerConnection, ThankYouFactory, exchange
+from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
 from tcpproto.connection import ServerFactory
 from tests.helpers import (
     LOOPBACK,
+    SOCKET_TIMEOUT,
+    allClosed,
+    assertSameBytes,
     connect,
+    exchangeLocal,
     halfCloseExchange,
     listenLocal,
     makePKI,
@@ -35,8 +40,7 @@ from tests.helpers import (
     shortTempDir,
 )
 
-#: Seconds any blocking socket call may take before the test fails.
-SOCKET_TIMEOUT = 10.0
+T = TypeVar("T")
 
 
 def tutorialClient(port: int, message: bytes) -> bytes:
@@ -92,11 +96,17 @@ class TestCaseBase(TestCase):
         port = await listenLocal(self, factory)
         return portNumber(port)
 
-    async def allClosed(self, factory: ServerFactory) -> None:
-        """Wait until the server has closed every connection (a clean reactor)."""
-        d = factory.limits.whenEmpty()
-        d.addTimeout(SOCKET_TIMEOUT, reactor)
-        await d
+    async def inThread(
+        self, factory: ServerFactory, client: Callable[[int, bytes], T], data: bytes
+    ) -> T:
+        """
+        What the blocking ``client(port, data)``, run in a thread, gets from
+        a server with ``factory``; returned once the server has closed too.
+        """
+        port = await self.serve(factory)
+        answer = await deferToThread(client, port, data)
+        await allClosed(factory)
+        return answer
 
 
 class TutorialClientTests(TestCaseBase):
@@ -104,35 +114,24 @@ class TutorialClientTests(TestCaseBase):
 
     async def test_echo(self) -> None:
         factory = EchoFactory()
-        port = await self.serve(factory)
-        answer = await deferToThread(tutorialClient, port, b"hello, echo")
+        answer = await self.inThread(factory, tutorialClient, b"hello, echo")
         self.assertEqual(answer, b"hello, echo")
-        await self.allClosed(factory)
         self.assertEqual(factory.stats.closedBytesIn, len(b"hello, echo"))
 
     async def test_thankYou(self) -> None:
-        factory = ThankYouFactory()
-        port = await self.serve(factory)
-        answer = await deferToThread(tutorialClient, port, b"hello")
+        answer = await self.inThread(ThankYouFactory(), tutorialClient, b"hello")
         self.assertEqual(answer, b"thank you!")
-        await self.allClosed(factory)
 
     async def test_thankYouOnce(self) -> None:
         """Once: the reply, then our FIN (the client sees EOF, not a reset)."""
-
         factory = ThankYouFactory(once=True)
-        port = await self.serve(factory)
-        first, rest = await deferToThread(tutorialClientThenEOF, port, b"hello")
-        self.assertEqual((first, rest), (b"thank you!", b""))
-        await self.allClosed(factory)
+        answer = await self.inThread(factory, tutorialClientThenEOF, b"hello")
+        self.assertEqual(answer, (b"thank you!", b""))
 
     async def test_thankYouLines(self) -> None:
         factory = ThankYouFactory(framing="line", reply=b"ok")
-        port = await self.serve(factory)
-        endpoint = clientFromString(reactor, f"tcp:{LOOPBACK}:{port}")
-        answer = await exchange(endpoint, b"one\r\ntwo\nthr")
+        answer = await exchangeLocal(self, factory, b"one\r\ntwo\nthr")
         self.assertEqual(answer, b"ok\r\nok\n")
-        await self.allClosed(factory)
 
 
 class OneShotServerTests(TestCaseBase):
@@ -161,12 +160,7 @@ class HalfCloseTests(TestCaseBase):
 
     async def roundTrip(self, factory: EchoFactory) -> None:
         data = os.urandom(self.SIZE)
-
-        port = await self.serve(factory)
-        answer = await deferToThread(halfClosingClient, port, data)
-        self.assertEqual(len(answer), len(data))
-        self.assertTrue(answer == data, "echoed bytes differ")
-        await self.allClosed(factory)
+        assertSameBytes(self, await self.inThread(factory, halfClosingClient, data), data)
         self.assertEqual(factory.stats.closedBytesOut, self.SIZE)
 
     async def test_writeThrough(self) -> None:
@@ -180,12 +174,9 @@ class HalfCloseTests(TestCaseBase):
     async def test_lineEcho(self) -> None:
         """Line echo keeps a last partial line too."""
 
-        factory = EchoFactory(framing="line")
-        port = await self.serve(factory)
         data = b"line\n" * 100_000 + b"no newline"
-        answer = await deferToThread(halfClosingClient, port, data)
-        self.assertTrue(answer == data)
-        await self.allClosed(factory)
+        answer = await self.inThread(EchoFactory(framing="line"), halfClosingClient, data)
+        assertSameBytes(self, answer, data)
 
 
 class FlowControlTests(TestCaseBase):
@@ -256,7 +247,7 @@ class FlowControlTests(TestCaseBase):
         # The server read again: everything we sent reached it.
         self.assertGreater(conn.bytesIn, readSoFar)
         self.assertEqual(received, sent)
-        await self.allClosed(factory)
+        await allClosed(factory)
         self.assertEqual(factory.stats.closedBytesIn, sent)
 
 
@@ -265,12 +256,11 @@ class UnixSocketTests(TestCaseBase):
 
     async def test_echo(self) -> None:
         path = os.path.join(shortTempDir(self), "echo.sock")
-        factory = EchoFactory()
-        await listenLocal(self, factory, f"unix:{path}")
         data = os.urandom(500_000)
-        answer = await exchange(clientFromString(reactor, f"unix:{path}"), data)
-        self.assertTrue(answer == data)
-        await self.allClosed(factory)
+        answer = await exchangeLocal(
+            self, EchoFactory(), data, f"unix:{path}", lambda port: f"unix:{path}"
+        )
+        assertSameBytes(self, answer, data)
 
     async def test_tutorialStyleClient(self) -> None:
         path = os.path.join(shortTempDir(self), "ty.sock")
@@ -288,7 +278,7 @@ class UnixSocketTests(TestCaseBase):
                 s.close()
 
         self.assertEqual(await deferToThread(client), b"thank you!")
-        await self.allClosed(factory)
+        await allClosed(factory)
 
 
 class TLSTests(TestCaseBase):
@@ -300,11 +290,13 @@ class TLSTests(TestCaseBase):
 
     async def tlsRoundTrip(self, factory: ServerFactory, data: bytes) -> bytes:
         tls = makePKI(self)
-        port = await listenLocal(self, factory, tls.serverDescription())
-        endpoint = clientFromString(reactor, tls.trustingDescription(portNumber(port)))
-        answer = await exchange(endpoint, data)
-        await self.allClosed(factory)
-        return answer
+        return await exchangeLocal(
+            self,
+            factory,
+            data,
+            tls.serverDescription(),
+            lambda port: tls.trustingDescription(portNumber(port)),
+        )
 
     async def test_echo(self) -> None:
         answer = await self.tlsRoundTrip(EchoFactory(), b"hello over TLS")
@@ -312,10 +304,7 @@ class TLSTests(TestCaseBase):
 
     async def test_echoLarge(self) -> None:
         data = os.urandom(2_000_000)
-
-        answer = await self.tlsRoundTrip(EchoFactory(), data)
-        self.assertEqual(len(answer), len(data))
-        self.assertTrue(answer == data)
+        assertSameBytes(self, await self.tlsRoundTrip(EchoFactory(), data), data)
 
     async def test_thankYouOnce(self) -> None:
         answer = await self.tlsRoundTrip(ThankYouFactory(once=True), b"hi")

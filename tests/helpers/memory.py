@@ -84,3 +84,19 @@ def assertRefusesArguments(
     for name, arguments in badArguments.items():
         with testCase.subTest(name):
             testCase.assertRaises(ValueError, factoryType, clock=Clock(), **arguments)
+
+
+def assertSameBytes(testCase: SynchronousTestCase, got: bytes, expected: bytes) -> None:
+    """
+    ``got == expected``, for payloads too large for ``assertEqual``'s diff:
+    a difference is reported as the lengths and the first offset that differs.
+    """
+    if got == expected:
+        return
+    offset = next(
+        (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+        min(len(got), len(expected)),
+    )
+    testCase.fail(
+        f"got {len(got)} bytes, expected {len(expected)}; they differ from offset {offset}"
+    )

@@ -9,11 +9,12 @@ import errno
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.internet import reactor as _globalReactor  # noqa: N812
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -21,6 +22,9 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+
+from tcpproto import exchange
+from tcpproto.connection import ServerFactory
 
 #: The only address tests use.
 LOOPBACK = "127.0.0.1"
@@ -313,3 +317,29 @@ class Silent(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost.callback(None)
+
+
+async def allClosed(factory: ServerFactory, timeout: float = SOCKET_TIMEOUT) -> None:
+    """Wait until the server has closed every connection of ``factory`` (a clean reactor)."""
+    d = factory.limits.whenEmpty()
+    d.addTimeout(timeout, _globalReactor)
+    await d
+
+
+async def exchangeLocal(
+    testCase: SynchronousTestCase,
+    factory: ServerFactory,
+    data: bytes,
+    serverDescription: str = LOCAL_TCP,
+    clientFor: Callable[[IListeningPort], str] = clientDescription,
+) -> bytes:
+    """
+    Listen with ``factory`` on ``serverDescription``, send ``data`` with
+    :func:`tcpproto.exchange` from the client endpoint ``clientFor(port)``
+    describes (loopback TCP by default), and return the answer once the
+    server has closed its side too.
+    """
+    port = await listenLocal(testCase, factory, serverDescription)
+    answer = await exchange(clientFromString(_globalReactor, clientFor(port)), data)
+    await allClosed(factory)
+    return answer
