@@ -41,6 +41,7 @@ from tests.helpers import (
     LOCAL_TCP,
     LOOPBACK,
     LogCapture,
+    assertSameBytes,
     clientDescription,
     listenLocal,
     portNumber,
@@ -60,8 +61,7 @@ class InMemoryTests(SynchronousTestCase):
         client.transport.write(data)
         cast(ITCPTransport, client.transport).loseWriteConnection()
         pipe.flush()
-        self.assertEqual(len(client.received), len(data))
-        self.assertTrue(client.received == data, "the echo differs")
+        assertSameBytes(self, client.received, data)
         self.assertTrue(pipe.closed)
 
     def test_lineEchoPartialLineAfterFIN(self) -> None:
@@ -174,8 +174,7 @@ class LoopbackTests(TestCase):
         port = await self.listen(Factory.forProtocol(EchoProtocol))
         data = os.urandom(2 * 1024 * 1024)
         answer = await exchange(clientFromString(reactor, clientDescription(port)), data)
-        self.assertEqual(len(answer), len(data))
-        self.assertTrue(answer == data, "the echo differs")
+        assertSameBytes(self, answer, data)
         errors = [e for e in log.events if e.get("log_failure") is not None]
         self.assertEqual(errors, [])
 
