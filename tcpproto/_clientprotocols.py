@@ -23,7 +23,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from tcpproto._halfclose import canHalfClose, halfCloseOrClose
 
@@ -52,7 +52,7 @@ class InputNotSent(error.ConnectionLost):
         return str(self.args[0])
 
 
-@implementer(IHalfCloseableProtocol, IHandshakeListener)
+@implementer(IHalfCloseableProtocol)
 class ClientProtocol(Protocol):
     """
     The network side of the client.
@@ -96,10 +96,18 @@ class ClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
+        if ISSLTransport.providedBy(self.transport):
+            # Told when the TLS handshake is done (see halfClose).  Provided
+            # here, not by the class: Twisted's endpoints wrap a protocol in
+            # a _WrappingProtocol that provides only the last of the
+            # IHalfCloseableProtocol/IHandshakeListener interfaces its
+            # protocol provides (directlyProvides in a loop), and over TCP
+            # the half-close is the one that matters.
+            alsoProvides(self, IHandshakeListener)
         self.output.registerProducer(cast(IProducer, self.transport), True)
 
     def handshakeCompleted(self) -> None:
-        """The TLS handshake is done (called over TLS only)."""
+        """The TLS handshake is done (over TLS only: see :meth:`connectionMade`)."""
         self._handshook = True
         if self._closeAfterHandshake:
             self._closeAfterHandshake = False

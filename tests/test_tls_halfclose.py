@@ -733,6 +733,29 @@ class InMemoryTests13(SynchronousTestCase):
         self.assertEqual(client.data(), b"")
         assertLost(self, client, ConnectionLost)
 
+    def test_throughTheHandshakeGate(self) -> None:
+        """
+        tcpproto's server stack (TLS, the handshake gate, the echo with line
+        framing): the unterminated tail is echoed after the end of input, as
+        over TCP, and the thank-you reply is sent after it.
+        """
+        from tcpproto import EchoFactory, ThankYouFactory
+        from tcpproto._tls import HandshakeGateFactory
+
+        for factory, sent, expected in [
+            (EchoFactory("line", clock=Clock()), b"abc\ndef", b"abc\ndef"),
+            (EchoFactory("line", clock=Clock()), b"x", b"x"),
+            (ThankYouFactory(clock=Clock()), b"hello", b"thank you!"),
+        ]:
+            with self.subTest(factory=type(factory).__name__, sent=sent):
+                gate = HandshakeGateFactory(factory, clock=Clock())
+                server = gate.buildProtocol(IPv4Address("TCP", LOOPBACK, 40000))
+                client = HalfCloseRecorder(send=sent, halfClose=True)
+                pair = tlsPair(self.version, client, server)
+                pair.pipe.pump()
+                self.assertEqual(client.data(), expected)
+                assertLost(self, client, ConnectionDone)
+
 
 class InMemoryTests12(InMemoryTests13):
     """
@@ -773,11 +796,31 @@ class PartsTests(SynchronousTestCase):
         self.assertTrue(IHalfCloseableProtocol.providedBy(proto))
 
 
+class LayerNameTests(SynchronousTestCase):
+    """The TLS gate names itself in logs as the PROXY layer does (issue 10, section 5)."""
+
+    def test_sameForm(self) -> None:
+        from tcpproto import EchoFactory
+        from tcpproto._proxy import ProxyWrappingFactory
+        from tcpproto._tls import HandshakeGateFactory
+
+        echo = EchoFactory()
+        gate = HandshakeGateFactory(echo, clock=Clock())
+        proxy = ProxyWrappingFactory(echo, clock=Clock())
+        self.assertEqual(proxy.logPrefix(), "EchoFactory (PROXY)")
+        self.assertEqual(gate.logPrefix(), "EchoFactory (TLS)")
+        # The TLS layer under the gate does not say it twice.
+        tlsLayer = HalfCloseTLSFactory(_PKI.get().clientOptions(), True, gate, Clock())
+        self.assertEqual(tlsLayer.logPrefix(), "EchoFactory (TLS)")
+        bare = HalfCloseTLSFactory(_PKI.get().clientOptions(), True, echo, Clock())
+        self.assertEqual(bare.logPrefix(), "EchoFactory (TLS)")
+
+
 class TwistedPrivateNamesTests(SynchronousTestCase):
     """
     Guards for the private parts of Twisted's TLS transport that
-    :class:`tcpproto._twisted.HalfCloseTLSProtocol` relies on (entry 10): a Twisted release that renames
-    one fails here, not in the field.
+    :class:`tcpproto._twisted.HalfCloseTLSProtocol` relies on (entry 10): a
+    Twisted release that renames one fails here, not in the field.
     """
 
     def test_namesExist(self) -> None:

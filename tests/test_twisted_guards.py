@@ -196,3 +196,49 @@ class ReusePortGuard(SynchronousTestCase):
             callable(getattr(tcp.Port, "createInternetSocket", None)),
             "tcp.Port.createInternetSocket",
         )
+
+
+class TLSHalfCloseGuard(SynchronousTestCase):
+    """Entry 10: the TLSMemoryBIOProtocol internals HalfCloseTLSProtocol builds on."""
+
+    def test_internals(self) -> None:
+        protocolSource = inspect.getsource(tls.TLSMemoryBIOProtocol)
+        for name in _twisted.TLS_HALF_CLOSE_NAMES:
+            _guard(
+                self,
+                "10",
+                f"self.{name}" in protocolSource or hasattr(tls.TLSMemoryBIOProtocol, name),
+                f"TLSMemoryBIOProtocol.{name}",
+            )
+
+    def test_receiveLoop(self) -> None:
+        """The loop we override still meets close_notify, and dataReceived still runs it."""
+        _guard(
+            self,
+            "10",
+            "ZeroReturnError" in inspect.getsource(tls.TLSMemoryBIOProtocol._flushReceiveBIO),
+            "_flushReceiveBIO no longer handles ZeroReturnError",
+        )
+        _guard(
+            self,
+            "10",
+            "self._flushReceiveBIO()" in inspect.getsource(tls.TLSMemoryBIOProtocol.dataReceived),
+            "dataReceived no longer calls _flushReceiveBIO",
+        )
+        _guard(
+            self,
+            "10",
+            "self._flushReceiveBIO()"
+            in inspect.getsource(tls.TLSMemoryBIOProtocol.connectionLost),
+            "connectionLost no longer calls _flushReceiveBIO",
+        )
+
+    def test_writerForHalfCloseTLS(self) -> None:
+        """Entry 2 leaves our TLS transport's writes to it."""
+        from twisted.internet.ssl import CertificateOptions
+
+        factory = tls.TLSMemoryBIOFactory(
+            CertificateOptions(), True, Factory.forProtocol(Protocol)
+        )
+        proto = _twisted.HalfCloseTLSProtocol(factory, Protocol())
+        self.assertIsNone(_twisted.tlsWriterFor(proto))
