@@ -27,7 +27,6 @@ from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
 from tcpproto.connection import ServerFactory
 from tests.helpers import (
     LOOPBACK,
-    SOCKET_TIMEOUT,
     allClosed,
     assertSameBytes,
     connect,
@@ -39,6 +38,9 @@ from tests.helpers import (
     runClient,
     shortTempDir,
 )
+
+#: Seconds any blocking socket call may take before the test fails.
+SOCKET_TIMEOUT = 10.0
 
 T = TypeVar("T")
 
