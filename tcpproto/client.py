@@ -11,11 +11,18 @@ input becomes a half-close, so the server can finish answering:
   being read while that output is full.
 - :class:`InputProtocol` is the local side: what it reads goes to the
   connection, and it stops reading while the socket's send buffer is full.
-  The end of its input half-closes the connection (our FIN); we keep reading
-  until the server closes too.
+  The end of its input half-closes the connection (our FIN; over TLS our
+  ``close_notify``, then FIN); we keep reading until the server closes too.
+  A server may also end its side first and read on, as TCP allows: we then
+  send the rest of our input before closing, and if it had in fact closed
+  the whole connection, :class:`InputNotSent` says that input was lost.
 - :func:`exchange` is the one-shot form for other Twisted code: send some
   bytes, half-close, and get back everything the server sent.
-- :func:`main` is the ``tcpecho-client`` command.
+- :func:`main` is the ``tcpecho-client`` command.  At a terminal it says on
+  standard error where it connected, how to finish (Ctrl-D) and when the
+  server ends its side or closes (``--quiet`` turns that off), and starts a
+  new line on the screen after output that does not end one; piped input
+  and output pass byte for byte.
 
 Run it as ``tcpecho-client HOST PORT`` or ``python -m tcpproto.client``.
 """
