@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+from OpenSSL import SSL
 from twisted.internet import reactor, threads
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -29,6 +30,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IListeningPort,
+    IOpenSSLContextFactory,
     IProtocol,
     IPushProducer,
     IReactorProcess,
@@ -128,14 +130,14 @@ class _PKI:
             cls._instance = cls()
         return cls._instance
 
-    def serverOptions(self, version: TLSVersion) -> CertificateOptions:
+    def serverOptions(self, version: TLSVersion) -> Any:
         """Server options that speak exactly ``version``."""
         private = PrivateCertificate.loadPEM(self.certPEM + self.keyPEM)
-        return CertificateOptions(
-            privateKey=private.privateKey.original,
-            certificate=private.original,
-            raiseMinimumTo=version,
-            lowerMaximumSecurityTo=version,
+        return _PinnedVersion(
+            CertificateOptions(
+                privateKey=private.privateKey.original, certificate=private.original
+            ),
+            version,
         )
 
     def clientOptions(self) -> Any:
@@ -147,6 +149,33 @@ class _PKI:
         context.minimum_version = version
         context.maximum_version = version
         return context
+
+
+@implementer(IOpenSSLContextFactory)
+class _PinnedVersion:
+    """
+    ``options``' context, speaking exactly ``version``.  (Set on the OpenSSL
+    context: ``CertificateOptions(raiseMinimumTo=, lowerMaximumSecurityTo=)``
+    pinned to TLS 1.3 leaves no protocol at all on Twisted 24.11.)
+    """
+
+    _VERSIONS: ClassVar[dict[TLSVersion, int]] = {
+        TLSVersion.TLSv1_2: SSL.TLS1_2_VERSION,
+        TLSVersion.TLSv1_3: SSL.TLS1_3_VERSION,
+    }
+
+    def __init__(self, options: CertificateOptions, version: TLSVersion) -> None:
+        self._options = options
+        self._version = self._VERSIONS[version]
+        self._context: SSL.Context | None = None
+
+    def getContext(self) -> SSL.Context:
+        if self._context is None:
+            context: SSL.Context = self._options.getContext()
+            context.set_min_proto_version(self._version)
+            context.set_max_proto_version(self._version)
+            self._context = context
+        return self._context
 
 
 def tearDownModule() -> None:
