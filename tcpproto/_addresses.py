@@ -18,23 +18,35 @@ def formatAddress(address: IAddress | None) -> str:
     A peer or host address as an operator reads it: ``1.2.3.4:80``, ``[::1]:80``,
     ``unix:/run/x.sock``.
 
-    A UNIX socket's name is chosen by whoever binds it; non-printable
-    characters in it are escaped (``\\x1b``), so that a log line is one line
-    and carries no terminal control sequence.
+    Every part a peer may have chosen (a UNIX socket's name, an address
+    claimed in a PROXY header) goes through :func:`escapeForLog`, so that
+    the result is one line with no terminal control sequence in it.
     """
     if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
+        return escapeForLog(f"{address.host}:{address.port}")
     if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
+        return escapeForLog(f"[{address.host}]:{address.port}")
     if isinstance(address, UNIXAddress):
         name = address.name
         if isinstance(name, bytes):
             name = name.decode("utf-8", "backslashreplace")
-        return f"unix:{_printable(name)}" if name else "unix"
-    return _printable(repr(address))
+        return f"unix:{escapeForLog(name)}" if name else "unix"
+    return escapeForLog(repr(address))
 
 
-def _printable(text: str) -> str:
+def escapeForLog(text: str) -> str:
+    """
+    ``text`` made safe for a log event field: every character that is not
+    printable (line breaks, ``\\r``, escape sequences, C1 controls, Unicode
+    line and paragraph separators...) is written as its Python escape
+    (``\\n``, ``\\x1b``, ``\\u2028``).
+
+    The one escaping function for values that come from the network (peer
+    addresses, PROXY claims, TLS names): the text and JSON log observers
+    print a field as it is, so without it a peer could add lines that look
+    like the server's own, or colour an operator's terminal.  Printable text
+    comes back unchanged (and at the cost of one ``str.isprintable``).
+    """
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

@@ -17,7 +17,13 @@ application's protocol for the real client and hands it the connection:
 - the application's factory sees the client's address in ``buildProtocol``,
   so access lists and per-peer limits apply to clients, not to the balancer;
   a LOCAL (v2) or UNKNOWN (v1) header, such as a balancer's health check,
-  stands for the balancer itself;
+  stands for the balancer itself and is judged by the balancer's address;
+  a claim no access list can judge (an ``AF_UNIX`` source, or the
+  ``AF_UNSPEC`` family with the PROXY command) is refused when the
+  application's factory has an access list (``--allow``), and stands for
+  what it claims (a UNIX peer) or for the balancer (UNSPEC) when it has
+  none; an IPv6 claim with a scope id (``fe80::1%eth0``, meaningless on
+  another host) is a bad header;
 - ``getPeer`` and ``getHost`` answer with the header's addresses from the
   start, so every log line names the client;
 - a FIN from the balancer reaches the protocol as ``readConnectionLost``
@@ -69,9 +75,14 @@ from zope.interface import directlyProvides, implementer, providedBy
 # The header parsers are Twisted's own (tested against HAProxy's
 # specification); the buffering and the wrapper around them are replaced.
 from tcpproto._twisted import InvalidProxyHeader, V1Parser, V2Parser
-from tcpproto._vocabulary import BAD_PROXY_HEADER, HEADER_TIMEOUT, PROXY_HEADER_TIMEOUT
+from tcpproto._vocabulary import (
+    BAD_PROXY_HEADER,
+    HEADER_TIMEOUT,
+    NOT_ALLOWED,
+    PROXY_HEADER_TIMEOUT,
+)
 from tcpproto._wrapping import FactoryWrapper, LayerProtocol, unparseEndpoint
-from tcpproto.connection import refuseEarly
+from tcpproto.connection import hasAccessList, refuseEarly
 
 __all__ = [
     "BAD_PROXY_HEADER",
@@ -103,7 +114,9 @@ def _canonical(address: IAddress | None) -> IAddress | None:
     ``0:0:0:0:0:0:0:1``).
 
     :raises InvalidProxyHeader: for a host that is not an IP address (it
-        would pass the access list as a non-IP peer) or a port out of range.
+        would pass the access list as a non-IP peer), an IPv6 address with a
+        scope id (it names an interface of the balancer's host, and could
+        carry any text into the log), or a port out of range.
     """
     if not isinstance(address, (IPv4Address, IPv6Address)):
         return address
@@ -111,6 +124,8 @@ def _canonical(address: IAddress | None) -> IAddress | None:
         ip = ipaddress.ip_address(address.host)
     except ValueError:
         raise InvalidProxyHeader() from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        raise InvalidProxyHeader()
     if not 0 <= address.port <= 65535:
         raise InvalidProxyHeader()
     if isinstance(address, IPv6Address):
@@ -169,7 +184,7 @@ class ProxyProtocolWrapper(LayerProtocol):
         self._buffer = b""
         self._halfCloseable: IHalfCloseableProtocol | None = None
         self._done = False
-        self._handshakeDone = False
+        self._tlsHandshook = False
 
     def connectionMade(self) -> None:
         self.startTimer(self.factory.headerTimeout)
@@ -187,8 +202,13 @@ class ProxyProtocolWrapper(LayerProtocol):
         if info is not None:
             self._connectWrapped(*info)
 
-    def _feed(self, data: bytes) -> tuple[IAddress | None, IAddress | None, bytes] | None:
-        """Parse what we have; the header's addresses and what followed, once complete."""
+    def _feed(self, data: bytes) -> tuple[IAddress | None, IAddress | None, bytes, bool] | None:
+        """
+        Parse what we have; once complete, the header's addresses, what
+        followed, and whether it is a LOCAL (v2) or UNKNOWN (v1) header,
+        which stands for the balancer (else no source address means the
+        ``AF_UNSPEC`` family).
+        """
         buf = self._buffer + data
         self._buffer = buf
         if buf[: len(_V2_SIGNATURE)] == _V2_SIGNATURE[: len(buf)]:
@@ -199,6 +219,7 @@ class ProxyProtocolWrapper(LayerProtocol):
                 return None
             info = V2Parser.parse(buf[:size])
             rest = buf[size:]
+            local = buf[12] & 0x0F == 0
         elif buf[: len(_V1_SIGNATURE)] == _V1_SIGNATURE[: len(buf)]:
             end = buf.find(b"\r\n")
             if end < 0:
@@ -209,20 +230,33 @@ class ProxyProtocolWrapper(LayerProtocol):
             if line == b"PROXY UNKNOWN" or line.startswith(b"PROXY UNKNOWN "):
                 # Valid per the specification, refused by Twisted's parser.
                 self._buffer = b""
-                return None, None, rest
+                return None, None, rest, True
             info = V1Parser.parse(line)
+            local = False
         else:
             raise InvalidProxyHeader()
         self._buffer = b""
-        return _canonical(info.source), _canonical(info.destination), rest
+        return _canonical(info.source), _canonical(info.destination), rest, local
 
     def _connectWrapped(
-        self, source: IAddress | None, destination: IAddress | None, rest: bytes
+        self, source: IAddress | None, destination: IAddress | None, rest: bytes, local: bool
     ) -> None:
         self._done = True
         self.cancelTimer()
         transport = self.transport
         assert transport is not None
+        # A claim the access list cannot judge (an AF_UNIX source, or
+        # AF_UNSPEC: no address at all): admitting it would let anyone who
+        # reaches the balancer's port past --allow.
+        unjudgeable = not local and not isinstance(source, (IPv4Address, IPv6Address))
+        if unjudgeable and hasAccessList(self.factory.wrappedFactory):
+            refuseEarly(
+                self.factory.wrappedFactory,
+                source if source is not None else transport.getPeer(),
+                NOT_ALLOWED,
+            )
+            transport.loseConnection()
+            return
         peer = source if source is not None else transport.getPeer()
         host = destination if destination is not None else transport.getHost()
         wrapped = self.factory.wrappedFactory.buildProtocol(peer)
@@ -232,7 +266,7 @@ class ProxyProtocolWrapper(LayerProtocol):
             return
         self._halfCloseable = IHalfCloseableProtocol(wrapped, None)
         self.connectWrapped(wrapped, cast(ITransport, _ProxiedTransport(transport, peer, host)))
-        if self._handshakeDone and IHandshakeListener.providedBy(wrapped):
+        if self._tlsHandshook and IHandshakeListener.providedBy(wrapped):
             cast(IHandshakeListener, wrapped).handshakeCompleted()
         if rest:
             wrapped.dataReceived(rest)
@@ -253,7 +287,7 @@ class ProxyProtocolWrapper(LayerProtocol):
 
     def handshakeCompleted(self) -> None:
         """The TLS handshake below is done: tell the application's protocol, now or later."""
-        self._handshakeDone = True
+        self._tlsHandshook = True
         wrapped = self.wrapped
         if wrapped is not None and IHandshakeListener.providedBy(wrapped):
             cast(IHandshakeListener, wrapped).handshakeCompleted()

@@ -39,6 +39,11 @@ TLS_HANDSHAKE_FAILED = "tls-handshake-failed"
 TLS_HANDSHAKE_TIMEOUT = "tls-handshake-timeout"
 #: A datagram came from a port a reflection loop uses.
 LOOP_PORT = "loop-port"
+#: A datagram whose thank-you reply would be larger than it (an amplifier
+#: for forged sources), without ``--udp-large-replies``.
+REPLY_TOO_LARGE = "reply-too-large"
+#: A datagram over its source's rate (``--udp-rate``).
+RATE_LIMITED = "rate-limited"
 
 # -- defaults ------------------------------------------------------------------
 
@@ -52,6 +57,19 @@ DEFAULT_MAX_LIFETIME = 86400.0
 #: Seconds a connection past its lifetime has to send what is left before
 #: it is cut (its peer may not be reading).
 LIFETIME_GRACE = 10.0
+#: The lingering close (after our last answer: --once, a line too long, the
+#: idle timeout, --max-lifetime): how long the peer has after our FIN to
+#: close its side, and how many bytes it may send meanwhile (read and
+#: discarded), before the connection is cut with RST.  Apache lingers two
+#: seconds too; the byte bound stops a peer that keeps sending from making
+#: the server read (and discard) at full speed.  It is far above what a peer
+#: that stops on our FIN still has in flight.
+LINGER_TIMEOUT = 2.0
+LINGER_MAX_BYTES = 16 * 1024 * 1024
+#: Default answers per second to one UDP source address in thank-you mode
+#: (and its burst): a forged source can make the server send a victim this
+#: many datagrams a second, no more.
+DEFAULT_UDP_RATE = 100.0
 #: Default most open connections over all listeners of a server.
 DEFAULT_MAX_CONNECTIONS = 10000
 #: Default seconds open connections get to finish at shutdown.

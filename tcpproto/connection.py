@@ -41,6 +41,7 @@ from twisted.internet import error
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IDelayedCall,
     IHalfCloseableProtocol,
     IProtocol,
     IProtocolFactory,
@@ -55,7 +56,7 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from tcpproto._addresses import IPAddress, Network, formatAddress, isIPTransportAddress, peerIP
-from tcpproto._halfclose import halfCloseOrClose, isClosing, readingSide
+from tcpproto._halfclose import canHalfClose, halfCloseOrClose, isClosing, readingSide
 from tcpproto._ratelimit import RateLimitedLog
 from tcpproto._stats import ListenerStats
 from tcpproto._timers import ConnectionTimers, defaultClock
@@ -67,6 +68,8 @@ from tcpproto._vocabulary import (
     IDLE_TIMEOUT,
     LIFETIME_GRACE,
     LINE_TOO_LONG,
+    LINGER_MAX_BYTES,
+    LINGER_TIMEOUT,
     MAX_LIFETIME,
     REPLIED_ONCE,
     SHUTDOWN,
@@ -154,6 +157,8 @@ class ServerConnection(Protocol):
     closeReason: str | None = None
     #: Set by :meth:`lingeringClose`: input is dropped until the peer closes.
     discarding: bool = False
+    #: Bytes read and dropped while lingering (see :meth:`discard`).
+    discarded: int = 0
     #: Whether reading is paused because the peer is not reading our output.
     paused: bool = False
     #: When the connection was made, on the factory's clock (set by a
@@ -171,6 +176,10 @@ class ServerConnection(Protocol):
     _resumes: int = 0
     _producing: bool = False
     _hooks: IConnectionHooks | None = None
+    _lingerPending: bool = False
+    _lingerCall: IDelayedCall | None = None
+    #: What ended the lingering phase early (``"time"``, ``"bytes"``), if anything.
+    _lingerCut: str | None = None
 
     def __init__(self) -> None:
         # Every attribute a connection assigns during its life is assigned
@@ -195,6 +204,10 @@ class ServerConnection(Protocol):
         self._resumes = 0
         self._producing = False
         self._hooks = None
+        self.discarded = 0
+        self._lingerPending = False
+        self._lingerCall = None
+        self._lingerCut = None
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -274,20 +287,59 @@ class ServerConnection(Protocol):
         RST instead of FIN, and a peer that gets RST may discard our last
         answer (a reply, an error line) before reading it.  So we half-close
         (our FIN follows the answer), set :attr:`discarding` so that
-        ``dataReceived`` drops whatever the peer still sends, and close when
-        it closes (or the idle timeout does: input is not an answer).
+        ``dataReceived`` drops (:meth:`discard`) whatever the peer still
+        sends, and close when it closes.
+
+        If our output is not drained (the peer reads slowly), we wait for it
+        to drain before the FIN, still not reading (the timers that called
+        us bound the wait).  The lingering phase itself is bounded, as
+        Apache bounds it: a peer that has not closed :data:`LINGER_TIMEOUT`
+        seconds after our FIN, or that sends more than
+        :data:`LINGER_MAX_BYTES` meanwhile, is cut (RST).
         """
         if self.closeReason is None:
             self.closeReason = reason
+        if self.discarding:
+            return
         self.discarding = True
+        if self.paused and self._producing:
+            # The transport resumes us once its buffer has drained.
+            self._lingerPending = True
+            return
+        self._startLingering()
+
+    def _startLingering(self, wasPaused: bool = False) -> None:
+        self._lingerPending = False
         self.finishProducing()
-        if self.paused and self._readSide is not None:
+        if (wasPaused or self.paused) and self._readSide is not None:
             # We were not reading because the peer was not; read (and
             # discard) again so that its FIN can reach us.
             self.paused = False
             self._readSide.resumeProducing()
         assert self.transport is not None
         halfCloseOrClose(self.transport)
+        if canHalfClose(self.transport):
+            clock = defaultClock(getattr(self._hooks, "clock", None))
+            self._lingerCall = clock.callLater(LINGER_TIMEOUT, self._lingerOver, "time")
+        # (A transport that cannot half-close was closed instead, once its
+        # buffer is sent: no lingering, and the caller's timers bound it.)
+
+    def discard(self, data: bytes) -> None:
+        """
+        ``data`` arrived while lingering: drop it, counting it; cut the
+        connection once the peer has sent :data:`LINGER_MAX_BYTES`.
+        """
+        self.discarded += len(data)
+        if self.discarded > LINGER_MAX_BYTES and self._lingerCut is None:
+            self._lingerOver("bytes")
+
+    def _lingerOver(self, limit: str) -> None:
+        """The peer did not close in time (or sent too much): cut it (RST)."""
+        call, self._lingerCall = self._lingerCall, None
+        if call is not None and call.active():
+            call.cancel()
+        self._lingerCut = limit
+        self.abort(self.closeReason or "lingering")
 
     def finishProducing(self) -> None:
         """
@@ -322,6 +374,10 @@ class ServerConnection(Protocol):
         """Our output buffer drained: read again (unless the transport is closing)."""
         self.paused = False
         self._resumes += 1
+        if self._lingerPending:
+            # Drained at last: now our FIN can follow it (lingeringClose).
+            self._startLingering(wasPaused=True)
+            return
         if self._readSide is None:
             return
         if isClosing(self.transport):
@@ -352,6 +408,9 @@ class ServerConnection(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._sock = None
         self._tlsWrite = None
+        call, self._lingerCall = self._lingerCall, None
+        if call is not None and call.active():
+            call.cancel()
         hooks = self._hooks
         if hooks is not None:
             hooks.connectionClosed(self, reason)
@@ -403,6 +462,9 @@ class ServerFactory(_TwistedServerFactory):
     writeThrough: bool = True
     #: Whether accepted TCP connections get ``TCP_NODELAY``.
     noDelay: bool = True
+    #: Whether the idle timeout cuts connections with RST (nginx's
+    #: ``reset_timedout_connection``) instead of closing them with FIN.
+    idleReset: bool = False
 
     def __init__(
         self,
@@ -535,14 +597,27 @@ class ServerFactory(_TwistedServerFactory):
             # A PROXY-protocol wrapper knows the real client only once its
             # header is read, after connectionMade: log the best we know now.
             connection.peer = formatAddress(connection.transport.getPeer())
+        text = (
+            "{peer} closed ({reason}) after {duration:.3f}s: {bytes_in} bytes in, {bytes_out} out"
+        )
+        lingering: dict[str, object] = {}
+        if connection.discarding:
+            # The lingering close, counted: what the peer sent after our
+            # last answer, and whether it had to be cut.
+            text += ", {discarded} discarded while lingering"
+            lingering["discarded"] = connection.discarded
+            if connection._lingerCut is not None:
+                text += " (cut: the peer did not close within the {linger_limit} limit)"
+                lingering["linger_limit"] = connection._lingerCut
         self._logConnection(
-            "{peer} closed ({reason}) after {duration:.3f}s: {bytes_in} bytes in, {bytes_out} out",
+            text,
             "close",
             connection,
             bytes_in=connection.bytesIn,
             bytes_out=connection.bytesOut,
             duration=duration,
             reason=why,
+            **lingering,
         )
         # Last: this may fire whenEmpty() waiters, who must see the
         # connection's totals already counted and logged.
@@ -566,7 +641,15 @@ class ServerFactory(_TwistedServerFactory):
         self._logConnection(
             "{peer} idle for {timeout}s: closing", "idle", connection, timeout=self.idleTimeout
         )
-        connection.abort(IDLE_TIMEOUT)
+        if self.idleReset or connection.paused or connection.discarding:
+            # Asked to, or our output cannot drain (the peer does not read,
+            # or a graceful close made no progress): a FIN would wait behind
+            # it, so cut the connection (RST).
+            connection.abort(IDLE_TIMEOUT)
+        else:
+            # Nothing is stuck in our output: close cleanly, as nginx and
+            # HAProxy do, with our FIN and a (bounded) wait for the peer's.
+            connection.lingeringClose(IDLE_TIMEOUT)
 
     def _lifetimeOver(self, connection: ServerConnection) -> None:
         self._logConnection(
@@ -575,7 +658,10 @@ class ServerFactory(_TwistedServerFactory):
             connection,
             lifetime=self.maxLifetime,
         )
-        connection.closeBecause(MAX_LIFETIME)
+        # Our answers so far are sent first, and the peer's input is read
+        # (and dropped) until it closes: closing with unread input would be
+        # an RST, and the peer would lose what we answered.
+        connection.lingeringClose(MAX_LIFETIME)
 
     def _graceOver(self, connection: ServerConnection) -> None:
         connection.abort(MAX_LIFETIME)
@@ -630,6 +716,22 @@ def refuseEarly(factory: IProtocolFactory, address: IAddress, reason: str) -> No
             peer=formatAddress(address),
             reason=reason,
         )
+
+
+def hasAccessList(factory: IProtocolFactory) -> bool:
+    """
+    Whether ``factory`` (or the factory it wraps, for the layers in front of
+    one) admits peers by an access list: then a layer that learns of a peer
+    the list cannot judge (a PROXY claim with no IP address) must refuse it.
+    """
+    for _ in range(8):
+        if isinstance(factory, ServerFactory):
+            return bool(factory.limits.allow)
+        inner = getattr(factory, "wrappedFactory", None)
+        if inner is None:
+            return False
+        factory = inner
+    return False
 
 
 def abandonEarly(factory: IProtocolFactory, protocol: IProtocol) -> None:

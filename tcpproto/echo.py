@@ -50,6 +50,9 @@ class EchoProtocol(ServerConnection):
 
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
+        if self.discarding:
+            self.discard(data)
+            return
         self.send(data)
 
 
@@ -84,6 +87,7 @@ class LineEchoProtocol(ServerConnection):
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
         if self.discarding:
+            self.discard(data)
             return
         lines = self._lines.feed(data)
         if lines:
@@ -99,7 +103,7 @@ class LineEchoProtocol(ServerConnection):
 
     def readConnectionLost(self) -> None:
         tail = self._lines.pending()
-        if tail:
+        if tail and not self.discarding:
             self.send(self._linePrefix() + tail)
         super().readConnectionLost()
 

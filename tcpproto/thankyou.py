@@ -70,7 +70,10 @@ class ThankYouProtocol(ServerConnection):
     def dataReceived(self, data: bytes) -> None:
         self.bytesIn += len(data)
         if self.discarding:
-            return  # replied once, or refused a line: drop input until the peer closes
+            # Replied once, refused a line, or closing: drop input until the
+            # peer closes (bounded: see lingeringClose).
+            self.discard(data)
+            return
         reply = self.reply
         lines = self._lines
         if lines is None:

@@ -23,8 +23,10 @@ from typing import Any, cast
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from tcpproto import _proxy as haproxy
@@ -57,6 +59,7 @@ from tests.helpers import (
     startServer,
     waitUntilBlocking,
 )
+from tests.test_attacks import proxyV2Unix, proxyV2Unspec
 
 #: The real peer of the in-memory connections: the balancer.
 BALANCER = IPv4Address("TCP", LOOPBACK, 5000)
@@ -255,6 +258,74 @@ class WrapperTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.refusals(), [("127.0.0.6:40001", "not-allowed")])
+
+    def test_familiesAgainstTheAccessList(self) -> None:
+        """
+        The rule (docs/limits.rst, issue 11): TCP4/TCP6 claims are judged by
+        their source; LOCAL and v1 UNKNOWN by the balancer's address; a claim
+        no access list can judge (UNIX, UNSPEC) is refused when there is one.
+        """
+        unix = proxyV2Unix(b"/run/client.sock")
+        unspec = proxyV2Unspec()
+        cases = {
+            "TCP4": proxyV2(("10.1.2.3", 1), ("10.0.0.1", 7)),
+            "TCP6 mapped": proxyV2(("::ffff:10.1.2.3", 1), ("::1", 7)),
+            "TCP6 outside": proxyV2(("2001:db8::1", 1), ("::1", 7)),
+            "UNIX": unix,
+            "UNSPEC": unspec,
+            "LOCAL": proxyV2Local(),
+            "v1 UNKNOWN": b"PROXY UNKNOWN\r\n",
+        }
+
+        def outcomes(*allow: str) -> dict[str, bool]:
+            factory = EchoFactory(clock=self.clock, allow=list(allow))
+            found = {}
+            for name, header in cases.items():
+                wrapper, transport = self.connect(factory)
+                wrapper.dataReceived(header + b"x")
+                found[name] = transport.value() == b"x"
+                wrapper.connectionLost(Failure(ConnectionDone()))
+            return found
+
+        self.assertEqual(
+            outcomes("127.0.0.1/32", "10.0.0.0/8"),
+            {
+                "TCP4": True,
+                "TCP6 mapped": True,
+                "TCP6 outside": False,
+                "UNIX": False,
+                "UNSPEC": False,
+                "LOCAL": True,
+                "v1 UNKNOWN": True,
+            },
+        )
+        # The balancer outside the list: its own health checks are refused too.
+        only10 = outcomes("10.0.0.0/8")
+        self.assertEqual((only10["LOCAL"], only10["v1 UNKNOWN"]), (False, False))
+        # No access list: every well-formed claim is served.
+        self.assertEqual(set(outcomes().values()), {True})
+        # Each refusal counted (the log holds back all but one a second).
+        factory = EchoFactory(clock=self.clock, allow=["10.0.0.0/8"])
+        for header in (unix, unspec):
+            wrapper, transport = self.connect(factory)
+            wrapper.dataReceived(header)
+            self.assertTrue(transport.disconnecting)
+        self.assertEqual(factory.stats.refused, {"not-allowed": 2})
+
+    def test_scopedIPv6IsABadHeader(self) -> None:
+        """``fe80::1%eth0`` names an interface of another host (and carries any text)."""
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(b"PROXY TCP6 fe80::1%\nforged ::1 1 7\r\nx")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.refusals(), [("127.0.0.1:5000", "bad-proxy-header")])
+
+    def test_claimedNamesEscapedInTheLog(self) -> None:
+        """A UNIX path claimed in a header reaches the log as one escaped line."""
+        wrapper, transport = self.connect()
+        wrapper.dataReceived(proxyV2Unix(b"/x\n2026 [tcpproto#info] forged\x1b[31m") + b"y")
+        self.assertEqual(transport.value(), b"y")
+        [peer] = self.openPeers()
+        self.assertEqual(peer, "unix:/x\\n2026 [tcpproto#info] forged\\x1b[31m")
 
     def test_perPeerLimitCountsClients(self) -> None:
         """--max-per-peer counts each client behind the balancer separately."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto import EchoFactory, ThankYouFactory
+from tcpproto._vocabulary import LINGER_MAX_BYTES, LINGER_TIMEOUT
 from tcpproto.connection import DEFAULT_MAX_LIFETIME, LIFETIME_GRACE, MAX_LIFETIME
 from tcpproto.tap import Options, makeFactory
-from tcpproto.testing import connectInMemory
+from tcpproto.testing import HalfCloseableStringTransport, connectInMemory
 from tests.helpers import LogCapture
 
 connect = connectInMemory
@@ -90,3 +92,73 @@ class LifetimeGraceTests(SynchronousTestCase):
         clock.advance(60)
         proto.connectionLost(Failure(ConnectionDone()))  # the peer read the rest and closed
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class LingeringCloseTests(SynchronousTestCase):
+    """
+    The lingering close (issue 11): our answers first, then our FIN, then the
+    peer's input read and dropped until it closes, within bounds.
+    """
+
+    def setUp(self) -> None:
+        self.log = LogCapture.install(self)
+        self.clock = Clock()
+
+    def test_lifetimeWaitsForOutputToDrain(self) -> None:
+        """
+        Past --max-lifetime with our output not drained (the peer reads
+        slowly): no FIN, no reading, until it drains; then FIN, and the
+        peer's input is dropped, not echoed, until it closes.
+        """
+        factory = EchoFactory(idleTimeout=0, maxLifetime=60, clock=self.clock)
+        transport = HalfCloseableStringTransport()
+        proto, _ = connect(factory, transport)
+        proto.dataReceived(b"answered")
+        proto.pauseProducing()  # the transport's buffer is full
+        self.clock.advance(60)
+        self.assertEqual(proto.closeReason, MAX_LIFETIME)
+        self.assertFalse(transport.writeDisconnecting or transport.disconnecting)
+        proto.resumeProducing()  # drained
+        self.assertTrue(transport.writeDisconnecting)
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"late")
+        self.assertEqual(transport.value(), b"answered")
+        proto.readConnectionLost()  # the peer's FIN: closed cleanly
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+        proto.connectionLost(Failure(ConnectionDone()))
+        [close] = self.log.withEvent("close")
+        self.assertEqual((close["reason"], close["discarded"]), (MAX_LIFETIME, 4))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_boundedInBytes(self) -> None:
+        """A peer that keeps sending after --once's reply is cut after LINGER_MAX_BYTES."""
+        factory = ThankYouFactory(once=True, clock=self.clock)
+        transport = HalfCloseableStringTransport()
+        proto, _ = connect(factory, transport)
+        proto.dataReceived(b"hello")
+        self.assertTrue(transport.writeDisconnecting)
+        chunk = b"x" * 65536
+        sent = 0
+        while not transport.disconnected:
+            self.assertLessEqual(sent, LINGER_MAX_BYTES)
+            proto.dataReceived(chunk)
+            sent += len(chunk)
+        self.assertEqual(transport.value(), b"thank you!")
+        proto.connectionLost(Failure(ConnectionDone()))
+        [close] = self.log.withEvent("close")
+        self.assertEqual((close["linger_limit"], close["discarded"]), ("bytes", sent))
+        self.assertIn("discarded while lingering (cut", formatEvent(close))
+
+    def test_boundedInTime(self) -> None:
+        factory = ThankYouFactory(once=True, clock=self.clock)
+        transport = HalfCloseableStringTransport()
+        proto, _ = connect(factory, transport)
+        proto.dataReceived(b"hello")
+        self.clock.advance(LINGER_TIMEOUT - 0.001)
+        self.assertFalse(transport.disconnected)
+        self.clock.advance(0.001)
+        self.assertTrue(transport.disconnected)
+        proto.connectionLost(Failure(ConnectionDone()))
+        [close] = self.log.withEvent("close")
+        self.assertEqual(close["linger_limit"], "time")

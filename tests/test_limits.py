@@ -19,10 +19,12 @@ import time
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcpproto._services import raiseFileLimit
+from tcpproto._vocabulary import LINGER_TIMEOUT
 from tcpproto.connection import (
     DEFAULT_IDLE_TIMEOUT,
     IDLE_TIMEOUT,
@@ -41,7 +43,7 @@ from tcpproto.limits import (
     peerIP,
 )
 from tcpproto.tap import Options, TwistdOptions
-from tcpproto.testing import connectInMemory
+from tcpproto.testing import HalfCloseableStringTransport, connectInMemory
 from tcpproto.thankyou import BUSY_MESSAGE, ThankYouFactory
 from tests.helpers import (
     OTHER_LOOPBACK,
@@ -347,9 +349,9 @@ class IdleTimeoutTests(SynchronousTestCase):
         factory, clock = self.factory()
         proto, transport = connectTo(factory)
         clock.pump([self.timeout / 100] * 99)
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
         clock.pump([self.timeout / 100] * 26)
-        self.assertTrue(transport.disconnected)  # aborted (RST): nothing to flush
+        self.assertTrue(transport.disconnecting)  # closed: a FIN, nothing was stuck
         self.assertEqual(proto.closeReason, IDLE_TIMEOUT)
         lose(proto)
         [close] = log.withEvent("close")
@@ -361,7 +363,7 @@ class IdleTimeoutTests(SynchronousTestCase):
     ) -> float:
         """Advance the clock until the connection is dropped; how long that took."""
         start = clock.seconds()
-        while not transport.disconnected:
+        while not transport.disconnecting:
             clock.advance(step)
             if clock.seconds() - start > 10 * self.timeout:
                 self.fail("never closed")
@@ -395,7 +397,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         for _ in range(40):
             clock.advance(self.timeout / 2)
             proto.dataReceived(b"x")
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
         self.assertEqual(transport.value(), b"x" * 40)
 
     def test_drainingOutputIsActivity(self) -> None:
@@ -406,7 +408,7 @@ class IdleTimeoutTests(SynchronousTestCase):
             clock.advance(self.timeout / 2)
             proto.pauseProducing()
             proto.resumeProducing()
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
 
     def test_zeroDisables(self) -> None:
         clock = Clock()
@@ -414,7 +416,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         _, transport = connectTo(factory)
         self.assertEqual(clock.getDelayedCalls(), [])
         clock.advance(10 * DEFAULT_IDLE_TIMEOUT)
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
 
     def test_noTimerWorkPerChunk(self) -> None:
         """
@@ -446,11 +448,11 @@ class IdleTimeoutTests(SynchronousTestCase):
         factory, clock = self.factory(framing=LINE)
         proto, transport = connectTo(factory)
         for _ in range(int(self.timeout * 2)):
-            if transport.disconnected:
+            if transport.disconnecting:
                 break
             clock.advance(1.0)
             proto.dataReceived(b"a")
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
         self.assertEqual(proto.closeReason, IDLE_TIMEOUT)
         self.assertEqual(transport.value(), b"")
 
@@ -460,7 +462,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         for i in range(int(self.timeout * 4)):
             clock.advance(1.0)
             proto.dataReceived(b"\n" if i % 4 == 3 else b"a")
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
         self.assertEqual(transport.value(), b"aaa\n" * int(self.timeout))
 
     def test_rawDripIsAnswered(self) -> None:
@@ -473,15 +475,76 @@ class IdleTimeoutTests(SynchronousTestCase):
         for _ in range(int(self.timeout * 3)):
             clock.advance(1.0)
             proto.dataReceived(b"k")
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
         self.assertEqual(transport.value(), b"k" * int(self.timeout * 3))
+
+    def test_closesWithFINThenLingers(self) -> None:
+        """
+        Nothing stuck in our output: the idle timeout half-closes (our FIN)
+        and waits for the peer's; a peer that closes then is closed cleanly,
+        and the lingering is in the log.
+        """
+        log = LogCapture.install(self)
+        factory, clock = self.factory()
+        transport = HalfCloseableStringTransport()
+        proto, _ = connectInMemory(factory, transport)
+        clock.pump([self.timeout / 4] * 5)
+        self.assertTrue(transport.writeDisconnecting)
+        self.assertFalse(transport.disconnecting or transport.disconnected)
+        proto.dataReceived(b"late")  # read and dropped, not echoed
+        self.assertEqual(transport.value(), b"")
+        proto.readConnectionLost()  # the peer's FIN
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+        lose(proto)
+        [close] = log.withEvent("close")
+        self.assertEqual((close["reason"], close["discarded"]), (IDLE_TIMEOUT, 4))
+        self.assertNotIn("linger_limit", close)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_lingeringExpiresWithRST(self) -> None:
+        """A peer that does not close within LINGER_TIMEOUT of our FIN is cut (RST)."""
+        log = LogCapture.install(self)
+        factory, clock = self.factory()
+        transport = HalfCloseableStringTransport()
+        proto, _ = connectInMemory(factory, transport)
+        clock.pump([self.timeout / 4] * 5)
+        self.assertTrue(transport.writeDisconnecting)
+        clock.advance(LINGER_TIMEOUT - 0.01)
+        self.assertFalse(transport.disconnected)
+        clock.advance(0.01)
+        self.assertTrue(transport.disconnected)  # aborted
+        lose(proto)
+        [close] = log.withEvent("close")
+        self.assertEqual(close["linger_limit"], "time")
+        self.assertIn("cut", formatEvent(close))
+
+    def test_stuckOutputIsReset(self) -> None:
+        """Output the peer does not read: no FIN could follow it, so RST."""
+        factory, clock = self.factory()
+        transport = HalfCloseableStringTransport()
+        proto, _ = connectInMemory(factory, transport)
+        proto.pauseProducing()  # the transport's buffer is full
+        clock.pump([self.timeout / 4] * 5)
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.writeDisconnecting)
+
+    def test_resetOption(self) -> None:
+        """``idleReset`` (``--idle-reset``): always RST, as before."""
+        factory, clock = self.factory()
+        factory.idleReset = True
+        transport = HalfCloseableStringTransport()
+        connectInMemory(factory, transport)
+        clock.pump([self.timeout / 4] * 5)
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.writeDisconnecting)
 
     def test_thankYouIdle(self) -> None:
         clock = Clock()
         factory = ThankYouFactory(clock=clock, idleTimeout=2)
         proto, transport = connectTo(factory)
         clock.pump([0.1] * 26)
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
         self.assertEqual(proto.closeReason, IDLE_TIMEOUT)
 
     # -- line length, in memory -----------------------------------------------------
@@ -502,19 +565,19 @@ class IdleTimeoutTests(SynchronousTestCase):
             if closedAt is None:
                 silent.settimeout(0.25)
                 try:
+                    # The idle timeout closes with FIN (end of stream), not RST.
                     if silent.recv(1) == b"":
                         closedAt = time.monotonic() - started
+                        silent.close()  # as a client does on end of stream
                 except TimeoutError:
                     pass
-                except ConnectionResetError:
-                    closedAt = time.monotonic() - started
             else:
                 time.sleep(0.25)
         self.assertIsNotNone(closedAt)
         assert closedAt is not None
         self.assertGreater(closedAt, 0.9)
         self.assertLess(closedAt, 2.3)
-        self.assertIn("idle-timeout", server.closeReasons())
+        server.waitForLog(r"closed \(idle-timeout\)")
 
 
 class MaxLineLengthTests(SynchronousTestCase):

@@ -15,7 +15,7 @@ from unittest import mock
 
 from twisted.internet import error
 from twisted.internet import reactor as _reactor
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.logger import (
@@ -29,6 +29,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tcpproto._addresses import escapeForLog, formatAddress
 from tcpproto.connection import IDLE_TIMEOUT, LINE_TOO_LONG, ServerConnection, ServerFactory
 from tcpproto.echo import LINE, EchoFactory
 from tcpproto.limits import MAX_PER_PEER, NOT_ALLOWED
@@ -328,3 +329,30 @@ class TwistdJSONTests(TestCase):
         self.assertTrue(server.stdout().endswith("\n"))
         self.assertIn("Server Shut Down.", [e.get("log_format") for e in events])
         self.assertEqual(server.stderr(), "")
+
+
+class EscapeTests(SynchronousTestCase):
+    """
+    Values from the network reach log fields through one escaping function
+    (issue 11: a peer could forge log lines and colour the terminal).
+    """
+
+    def test_printableUnchanged(self) -> None:
+        for text in ("127.0.0.1:80", "[::1]:80", "unix:/run/é.sock", "a b"):
+            self.assertIs(escapeForLog(text), text)
+
+    def test_controlsEscaped(self) -> None:
+        forged = "x\n2026-01-01T00:00:00+0000 [tcpproto#info] y\r\x1b[31m\x85\u2028\u2029\x00\t"
+        escaped = escapeForLog(forged)
+        self.assertTrue(escaped.isprintable(), escaped)
+        self.assertEqual(
+            escaped,
+            "x\\n2026-01-01T00:00:00+0000 [tcpproto#info] y"
+            "\\r\\x1b[31m\\x85\\u2028\\u2029\\x00\\t",
+        )
+
+    def test_everyAddressKind(self) -> None:
+        """formatAddress escapes whatever part of an address a peer may have chosen."""
+        self.assertEqual(formatAddress(UNIXAddress(b"/a\nb")), "unix:/a\\nb")
+        self.assertEqual(formatAddress(IPv6Address("TCP", "fe80::1%\x1b", 1)), "[fe80::1%\\x1b]:1")
+        self.assertEqual(formatAddress(IPv4Address("TCP", "1.2.3.4\n", 1)), "1.2.3.4\\n:1")

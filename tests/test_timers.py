@@ -69,7 +69,7 @@ class SharedTimerTests(SynchronousTestCase):
             self.assertLess(clock.seconds(), 100 * T, "never closed")
             clock.advance(STEP)
             for i, (proto, transport, _) in enumerate(conns):
-                if transport.disconnected and i not in closedAt:
+                if transport.disconnecting and i not in closedAt:
                     closedAt[i] = clock.seconds()
                     self.assertEqual(proto.closeReason, IDLE_TIMEOUT)
                     lose(proto)
