@@ -70,8 +70,8 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    if not 0 < value < float("inf"):  # (NaN compares false either way)
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
     return value
 
 

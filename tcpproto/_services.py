@@ -60,10 +60,16 @@ class ListenerService(RaisingEndpointService):
     """
 
     def __init__(
-        self, endpoint: IStreamServerEndpoint, factory: Factory, description: str
+        self,
+        endpoint: IStreamServerEndpoint,
+        factory: Factory,
+        description: str,
+        backlog: int | None = None,
     ) -> None:
         super().__init__(endpoint, factory)  # type: ignore[no-untyped-call]
         self.description = description
+        #: The listen backlog asked for (logged with the value in effect), if known.
+        self.backlog = backlog
         #: The listening port, once listening.
         self.port: IListeningPort | None = None
 
@@ -74,8 +80,30 @@ class ListenerService(RaisingEndpointService):
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
+        if self.backlog is not None:
+            log.info(
+                "listen backlog {backlog} on {listener}",
+                event="backlog",
+                backlog=effectiveBacklog(self.backlog),
+                listener=self.description,
+            )
         announceListening(port, self.description)
         return port
+
+
+def somaxconn() -> int | None:
+    """The kernel's cap on a listen backlog (``net.core.somaxconn``), where it says."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def effectiveBacklog(backlog: int) -> int:
+    """``backlog`` as the kernel applies it (capped at ``somaxconn``, silently)."""
+    cap = somaxconn()
+    return backlog if cap is None else min(backlog, cap)
 
 
 @contextlib.contextmanager
@@ -83,7 +111,8 @@ def _exitIfCannotListen(description: str) -> Iterator[None]:
     """Turn a failure to listen on ``description`` into :func:`cannotListen`'s exit."""
     try:
         yield
-    except (CannotListenError, OSError) as e:
+    except (CannotListenError, OSError, OverflowError) as e:
+        # (OverflowError: a port out of range that no parser caught.)
         raise cannotListen(description, e) from None
 
 

@@ -23,6 +23,7 @@ default, installed just before the service is made unless ``twistd
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, cast
@@ -35,7 +36,13 @@ from twisted.python import usage
 
 from tcpproto._proxy import ourPrefix
 from tcpproto._reuseport import ReusePortReactor
-from tcpproto._services import FILE_HEADROOM, DatagramService, ListenerService, ServerService
+from tcpproto._services import (
+    FILE_HEADROOM,
+    DatagramService,
+    ListenerService,
+    ServerService,
+    somaxconn,
+)
 from tcpproto._tls import (
     ClientCAReactor,
     HalfCloseTLSReactor,
@@ -49,6 +56,7 @@ from tcpproto._vocabulary import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_REPLY,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_UDP_RATE,
     ECHO,
     MODES,
     THANKYOU,
@@ -100,6 +108,23 @@ def _nonNegativeFloat(name: str) -> Any:
     return _nonNegative(name, float, "a number of seconds", "Seconds, 0 or more.")
 
 
+def _nonNegativeFloatNumber(name: str) -> Any:
+    return _nonNegative(name, float, "a number", "A number, 0 or more.")
+
+
+def _positiveInt(name: str) -> Any:
+    base = _nonNegative(name, int, "a whole number", "A whole number, 1 or more.")
+
+    def coerce(text: str) -> int:
+        value = int(base(text))
+        if value < 1:
+            raise ValueError(f"--{name} must be 1 or more, not {value}")
+        return value
+
+    coerce.coerceDoc = "A whole number, 1 or more."  # type: ignore[attr-defined]
+    return coerce
+
+
 class Options(usage.Options):
     """Command-line options of ``twistd tcpecho``."""
 
@@ -111,6 +136,19 @@ class Options(usage.Options):
 
     optFlags = [
         ["once", None, "thankyou mode: reply to the first message only, then close."],
+        [
+            "idle-reset",
+            None,
+            "Cut connections past --idle-timeout with RST (nginx's "
+            "reset_timedout_connection) instead of closing them with FIN.",
+        ],
+        [
+            "udp-large-replies",
+            None,
+            "thankyou mode over --udp: also answer datagrams shorter than the reply "
+            "(by default they get none: a reply larger than the request makes the "
+            "server an amplifier for forged sources).",
+        ],
         [
             "reuseport",
             None,
@@ -176,6 +214,25 @@ class Options(usage.Options):
             "On SIGTERM/SIGINT, let open connections finish for this many seconds, "
             "then abort them.",
             _nonNegativeFloat("shutdown-timeout"),
+        ],
+        [
+            "backlog",
+            None,
+            None,
+            "The listen backlog of TCP, TLS and UNIX listeners: connections the kernel "
+            "completes and queues before the server accepts them (default: "
+            "--max-connections, at least 511, at most the kernel's "
+            "net.core.somaxconn, which caps it anyway).",
+            _positiveInt("backlog"),
+        ],
+        [
+            "udp-rate",
+            None,
+            None,
+            "Answers per second to one --udp source address, and the burst allowed "
+            f"(0: no limit; default {DEFAULT_UDP_RATE:g} in thankyou mode, "
+            "no limit in echo mode).",
+            _nonNegativeFloatNumber("udp-rate"),
         ],
         [
             "prefix",
@@ -268,6 +325,15 @@ class Options(usage.Options):
                 raise usage.UsageError("--prefix needs --mode echo with --framing line")
             if not self["prefix"]:
                 raise usage.UsageError("--prefix must not be empty")
+            if self["udp"]:
+                # Prefixed, a UDP echo would answer each datagram with a
+                # larger one: an amplifier for forged sources.
+                raise usage.UsageError(
+                    "--prefix applies to TCP listeners only, not to --udp "
+                    "(a prefixed reply would be larger than the datagram it answers)"
+                )
+        if not self["udp"] and (self["udp-large-replies"] or self["udp-rate"] is not None):
+            raise usage.UsageError("--udp-large-replies and --udp-rate need a --udp listener")
         if self["client-ca"] is not None:
             if not any(_isTLS(d) for d in self["listen"]):
                 raise usage.UsageError("--client-ca needs an ssl: --listen")
@@ -297,17 +363,23 @@ def makeFactory(options: Options, limits: ConnectionLimits, listener: str = "") 
         listener=listener,
         maxLineLength=options["max-line-length"],
     )
+    factory: ServerFactory
     if options["mode"] == THANKYOU:
-        return ThankYouFactory(
+        factory = ThankYouFactory(
             reply=options["reply"].encode("utf-8"),
             framing=options["framing"],
             once=bool(options["once"]),
             **common,
         )
-    prefix = options["prefix"]
-    return EchoFactory(
-        framing=options["framing"], prefix=prefix.encode("utf-8") if prefix else b"", **common
-    )
+    else:
+        prefix = options["prefix"]
+        factory = EchoFactory(
+            framing=options["framing"],
+            prefix=prefix.encode("utf-8") if prefix else b"",
+            **common,
+        )
+    factory.idleReset = bool(options["idle-reset"])
+    return factory
 
 
 def makeService(options: Options) -> IService:
@@ -346,15 +418,17 @@ def makeService(options: Options) -> IService:
     # ssl: listeners half-close over TLS (close_notify as a FIN: the one
     # place to choose the ssl: endpoint's TLS layer is its listenSSL call).
     listenReactor = HalfCloseTLSReactor(listenReactor)
+    backlog = options["backlog"] or defaultBacklog(options["max-connections"])
     for description in options["listen"]:
-        endpoint = _parseEndpoint("--listen", listenReactor, description)
+        withBacklog, listenBacklog = _withBacklog(description, backlog)
+        endpoint = _parseEndpoint("--listen", listenReactor, withBacklog)
         factory = makeFactory(options, limits, listener=description)
         listened: Any = factory
         if _isTLS(description):
             # The application's protocol is connected once the handshake is
             # done; the endpoint's TLS layer wraps the gate.
             listened = HandshakeGateFactory(factory, clock=cast(IReactorTime, reactor))
-        ListenerService(endpoint, listened, description).setServiceParent(server)  # type: ignore[no-untyped-call]
+        ListenerService(endpoint, listened, description, listenBacklog).setServiceParent(server)  # type: ignore[no-untyped-call]
     for text, interface, port in options["udp"]:
         datagrams = DatagramServer(
             options["mode"],
@@ -362,6 +436,8 @@ def makeService(options: Options) -> IService:
             lineReplies=options["framing"] == LINE,
             limits=limits,
             listener=f"udp:{text}",
+            largerReplies=bool(options["udp-large-replies"]),
+            rate=options["udp-rate"],
         )
         DatagramService(datagrams, port, interface).setServiceParent(server)  # type: ignore[no-untyped-call]
     if options["metrics"]:
@@ -389,11 +465,55 @@ def _parseEndpoint(option: str, reactor: Any, description: str) -> Any:
 def _checkEndpoint(option: str, description: str) -> None:
     """
     Parse ``description`` without listening and without the global reactor
-    (endpoint parsers only keep the reactor they are given, for later).
+    (endpoint parsers only keep the reactor they are given, for later), and
+    check the port it would listen on: "listening" on a memory reactor
+    records the port, where a real one would fail with a traceback.
     """
+    from twisted.internet.protocol import Factory
     from twisted.internet.testing import MemoryReactorClock
 
-    _parseEndpoint(option, MemoryReactorClock(), description)
+    memory = MemoryReactorClock()
+    endpoint = _parseEndpoint(option, memory, description)
+    try:
+        endpoint.listen(Factory())
+    except Exception:
+        return
+    for port, *_ in [*memory.tcpServers, *memory.sslServers]:
+        if isinstance(port, int) and not 0 <= port <= 65535:
+            raise usage.UsageError(f"bad {option} {description!r}: port {port} is not in 0-65535")
+
+
+_BACKLOG_KINDS = ("tcp", "tcp6", "ssl", "unix")
+
+
+def defaultBacklog(maxConnections: int) -> int:
+    """
+    The listen backlog ``twistd tcpecho`` asks for by default: room for a
+    burst as large as ``--max-connections`` (at least nginx's 511), capped by
+    the kernel's ``net.core.somaxconn`` (which caps any backlog silently).
+    Twisted's default, 50, overflows under a burst of connects: the kernel
+    then drops SYNs, and clients wait a second or more to retry.
+    """
+    wanted = max(maxConnections, 511) if maxConnections else 1 << 16
+    cap = somaxconn()
+    return wanted if cap is None else min(wanted, cap)
+
+
+def _withBacklog(description: str, backlog: int) -> tuple[str, int | None]:
+    """
+    ``description`` with ``backlog=`` added where the endpoint takes one and
+    does not set it, and the backlog it will have (``None``: not ours to say,
+    as for ``systemd:`` sockets, listening before we start).
+    """
+    kind = description
+    while kind.split(":", 1)[0] in ("proxy", "haproxy"):
+        kind = kind.split(":", 1)[1] if ":" in kind else ""
+    if kind.split(":", 1)[0] not in _BACKLOG_KINDS:
+        return description, None
+    given = re.search(r"(?:^|:)backlog=(\d+)(?::|$)", description)
+    if given is not None:
+        return description, int(given.group(1))
+    return f"{description}:backlog={backlog}", backlog
 
 
 # -- the twistd glue -----------------------------------------------------------

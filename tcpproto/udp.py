@@ -20,6 +20,18 @@ a datagram forever.  So datagrams from the source ports of the classic small
 UDP services (echo, daytime, quote of the day, chargen, time) and from port
 0 are dropped without an answer, and ``--allow`` should restrict who is
 served on any network that is not trusted.
+
+A reply larger than the request turns a reflector into an amplifier (the
+abuse that retired chargen and public QOTD services): a 1-byte datagram
+forged from a victim's address would make the thank-you server send it 10
+bytes.  So by default a thank-you reply is never larger than the datagram it
+answers (a shorter datagram gets no answer, refused as
+``reply-too-large``), unless the operator says otherwise
+(``largerReplies``, ``--udp-large-replies``); and one source address gets at
+most ``rate`` answers a second (a token bucket with a burst of as many;
+``--udp-rate``; 100 by default in thank-you mode, no limit in echo mode,
+whose reply is the request itself), the rest refused as ``rate-limited``.
+Refusals are counted and logged at most once a second per reason.
 """
 
 from __future__ import annotations
@@ -38,7 +50,17 @@ from tcpproto._addresses import Network, formatAddress, peerIP
 from tcpproto._ratelimit import RateLimitedLog
 from tcpproto._stats import ListenerStats
 from tcpproto._timers import defaultClock
-from tcpproto._vocabulary import DEFAULT_REPLY, ECHO, LOOP_PORT, MODES, NOT_ALLOWED, THANKYOU
+from tcpproto._vocabulary import (
+    DEFAULT_REPLY,
+    DEFAULT_UDP_RATE,
+    ECHO,
+    LOOP_PORT,
+    MODES,
+    NOT_ALLOWED,
+    RATE_LIMITED,
+    REPLY_TOO_LARGE,
+    THANKYOU,
+)
 from tcpproto.connection import recordRefusal
 from tcpproto.framing import terminator
 from tcpproto.limits import ConnectionLimits
@@ -64,8 +86,9 @@ LOOP_PORTS: frozenset[int] = frozenset({0, 7, 13, 17, 19, 37})
 #: anything over 8192 bytes, and an echo must not change the message).
 MAX_DATAGRAM = 65535
 
-# How many senders' access-list decisions are remembered.
+# How many senders' access-list decisions, and rate buckets, are remembered.
 _ALLOWED_CACHE = 4096
+_BUCKETS = 4096
 
 log = Logger(namespace="tcpproto")
 
@@ -119,6 +142,12 @@ class DatagramServer(DatagramProtocol):
         its connection limits do not apply to datagrams.
     :param listener: a name for the listener, in logs and metrics.
     :param clock: the time source for log rate limiting (tests).
+    :param largerReplies: thankyou mode: answer datagrams shorter than the
+        reply too (by default they get no answer: see the module
+        documentation).
+    :param rate: answers per second to one source address, and the burst
+        allowed (0: no limit); ``None``: 100 in thankyou mode, no limit in
+        echo mode.
     """
 
     #: As a class attribute, the Logger names events after the concrete class
@@ -137,7 +166,11 @@ class DatagramServer(DatagramProtocol):
         limits: ConnectionLimits | None = None,
         listener: str = "",
         clock: IReactorTime | None = None,
+        largerReplies: bool = False,
+        rate: float | None = None,
     ) -> None:
+        if rate is not None and not rate >= 0:
+            raise ValueError("rate must be 0 (no limit) or positive")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if mode == THANKYOU and not reply:
@@ -153,6 +186,12 @@ class DatagramServer(DatagramProtocol):
         self._limitedLog = RateLimitedLog(self.log, clock)
         self._allowed: dict[str, bool] = {}
         self._allowedFor: tuple[Network, ...] = ()
+        self.largerReplies = largerReplies
+        if rate is None:
+            rate = DEFAULT_UDP_RATE if mode == THANKYOU else 0.0
+        self.rate = rate
+        #: Per source host: tokens left, and when they were counted.
+        self._buckets: dict[str, list[float]] = {}
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         host: str = addr[0]
@@ -163,16 +202,20 @@ class DatagramServer(DatagramProtocol):
         if self.limits.allow and not self._isAllowed(host):
             self._refuse(host, port, NOT_ALLOWED)
             return
-        stats = self.stats
-        stats.datagramsIn += 1
-        stats.closedBytesIn += len(datagram)
         reply = self.reply
         if reply is None:
             answer = datagram
-        elif self.lineReplies:
-            answer = reply + terminator(datagram)
         else:
-            answer = reply
+            answer = reply + terminator(datagram) if self.lineReplies else reply
+            if len(answer) > len(datagram) and not self.largerReplies:
+                self._refuse(host, port, REPLY_TOO_LARGE)
+                return
+        if self.rate and not self._withinRate(host):
+            self._refuse(host, port, RATE_LIMITED)
+            return
+        stats = self.stats
+        stats.datagramsIn += 1
+        stats.closedBytesIn += len(datagram)
         assert self.transport is not None
         try:
             self.transport.write(answer, (host, port))
@@ -206,6 +249,25 @@ class DatagramServer(DatagramProtocol):
             allowed = self.limits.isAllowed(peerIP(_address(host, 0)))
             self._allowed[host] = allowed
         return allowed
+
+    def _withinRate(self, host: str) -> bool:
+        """Take a token from ``host``'s bucket, if it has one (a token bucket)."""
+        now = self.clock.seconds()
+        rate = self.rate
+        buckets = self._buckets
+        bucket = buckets.get(host)
+        if bucket is None:
+            # Bounded, since sources can be forged: forget the oldest.
+            if len(buckets) >= _BUCKETS:
+                del buckets[next(iter(buckets))]
+            bucket = buckets[host] = [rate, now]
+        tokens = min(rate, bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
 
     def _refuse(self, host: str, port: int, reason: str) -> None:
         recordRefusal(

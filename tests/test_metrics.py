@@ -15,14 +15,23 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
 
-from tcpproto._metrics import ServerCollector, listenersOf, metricsService
+from tcpproto._metrics import (
+    MetricsResource,
+    ServerCollector,
+    listenersOf,
+    makeRegistry,
+    metricsService,
+)
 from tcpproto._services import DatagramService, ListenerService
 from tcpproto._stats import DURATION_BUCKETS
 from tcpproto.connection import ServerConnection, ServerFactory
@@ -302,7 +311,9 @@ class ScrapeTests(TestCase):
     """/metrics on real loopback sockets while echo traffic flows."""
 
     async def startMetrics(self, listeners: Iterable[Any]) -> int:
-        service = metricsService(reactor, LOCAL_TCP, lambda: listeners)
+        # interval=0: every scrape reads the counters anew (the test
+        # changes them between scrapes a few milliseconds apart).
+        service = metricsService(reactor, LOCAL_TCP, lambda: listeners, interval=0)
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
@@ -439,3 +450,45 @@ class TwistdMetricsTests(TestCase):
         self.assertEqual(sample(s, "tcpproto_received_bytes_total", **tcp), 5123)
         self.assertEqual(sample(s, "tcpproto_connection_duration_seconds_count", **tcp), 1)
         self.assertEqual(server.stop(), 0)
+
+
+class RenderCacheTests(SynchronousTestCase):
+    """
+    A scrape flood cannot stall the echo (issue 11): the registry is read at
+    most once per interval, and each scrape is answered in a turn of its own.
+    """
+
+    def get(self, resource: MetricsResource, clock: Clock) -> bytes:
+        request = DummyRequest([b"metrics"])
+        self.assertEqual(resource.render_GET(cast(Any, request)), NOT_DONE_YET)
+        self.assertEqual(request.written, [])  # not in this turn
+        clock.advance(0)
+        self.assertEqual(request.finished, 1)
+        return b"".join(request.written)
+
+    def test_renderedAtMostOncePerInterval(self) -> None:
+        clock = Clock()
+        reads: list[int] = []
+
+        def listeners() -> list[Any]:
+            reads.append(1)
+            return []
+
+        resource = MetricsResource(makeRegistry(listeners), clock, interval=1.0)
+        first = self.get(resource, clock)
+        self.assertIn(b"tcpproto_connections", first)
+        for _ in range(100):
+            self.get(resource, clock)
+        self.assertEqual(len(reads), 1)
+        clock.advance(1.0)
+        self.get(resource, clock)
+        self.assertEqual(len(reads), 2)
+
+    def test_scraperGoneBeforeItsTurn(self) -> None:
+        clock = Clock()
+        resource = MetricsResource(makeRegistry(list), clock)
+        request = DummyRequest([b"metrics"])
+        resource.render_GET(cast(Any, request))
+        request.processingFailed(Failure(ConnectionDone()))  # the scraper went away
+        clock.advance(0)
+        self.assertEqual(request.written, [])

@@ -15,9 +15,17 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcpproto import ConnectionLimits, EchoFactory, ThankYouFactory, _services
 from tcpproto._proxy import ProxyServerEndpoint
-from tcpproto._services import ListenerService, ServerService
+from tcpproto._services import DatagramService, ListenerService, ServerService, somaxconn
 from tcpproto._tls import HandshakeGateFactory
-from tcpproto.tap import Options, TwistdOptions, makeFactory, makeService, makeTwistdService
+from tcpproto.tap import (
+    Options,
+    TwistdOptions,
+    _withBacklog,
+    defaultBacklog,
+    makeFactory,
+    makeService,
+    makeTwistdService,
+)
 from tests.helpers import LOCAL_TCP, LOOPBACK, LogCapture, busyPort, makePKI
 
 
@@ -108,6 +116,40 @@ class OptionsTests(SynchronousTestCase):
 
     def test_badListenArgument(self) -> None:
         self.assertIn("bad --listen", self.usageError("--listen", "tcp:notaport"))
+
+    def usageErrors(self, *argvs: list[str]) -> list[str]:
+        """:meth:`usageError` for each of ``argvs``."""
+        lines = []
+        for argv in argvs:
+            self.stderr.seek(0)
+            self.stderr.truncate()
+            lines.append(self.usageError(*argv))
+        return lines
+
+    def test_portOutOfRange(self) -> None:
+        """A port the kernel would refuse with a traceback is a usage error (issue 11)."""
+        descriptions = ["tcp:99999", "tcp:-5", "haproxy:tcp:70000", "proxy:tcp6:65536"]
+        lines = self.usageErrors(*(["--listen", d] for d in descriptions), ["--metrics", "tcp:-1"])
+        for description, line in zip([*descriptions, "tcp:-1"], lines, strict=True):
+            self.assertIn(repr(description), line)
+            self.assertIn("not in 0-65535", line)
+
+    def test_prefixWithUDPRefused(self) -> None:
+        """A prefixed UDP echo would amplify: refused with a clear line (issue 10)."""
+        line = self.usageError("--framing", "line", "--prefix", "a", "--udp", "127.0.0.1:0")
+        self.assertIn("--prefix applies to TCP listeners only", line)
+
+    def test_udpOptionsNeedUDP(self) -> None:
+        self.usageErrors(
+            ["--udp-rate", "5"], ["--udp-large-replies"], ["--udp", "0", "--udp-rate", "-1"]
+        )
+        options = self.parse("--udp", "0", "--udp-rate", "2.5", "--udp-large-replies")
+        self.assertEqual((options["udp-rate"], options["udp-large-replies"]), (2.5, True))
+
+    def test_backlog(self) -> None:
+        self.assertIsNone(self.parse()["backlog"])
+        self.assertEqual(self.parse("--backlog", "1024")["backlog"], 1024)
+        self.usageErrors(["--backlog", "0"], ["--backlog", "many"])
 
     def test_haproxyPrefixIsOurs(self) -> None:
         """Inside twistd tcpecho, haproxy: reads as proxy: (our half-close-aware wrapper)."""
@@ -208,6 +250,46 @@ class MakeServiceTests(SynchronousTestCase):
         [listener] = [s for s in makeService(options) if isinstance(s, ListenerService)]  # type: ignore[attr-defined]
         self.assertIsInstance(listener.factory, HandshakeGateFactory)
         self.assertIsInstance(listener.factory.wrappedFactory, EchoFactory)
+
+    def test_backlogDefault(self) -> None:
+        """
+        The listen backlog fits --max-connections (at least 511), capped by
+        somaxconn; --backlog sets it; an endpoint's own backlog= wins; it is
+        passed to the endpoint (a memory reactor records it).
+        """
+        cap = somaxconn()
+        assert cap is not None
+        self.assertEqual(defaultBacklog(1000), min(1000, cap))
+        self.assertEqual(defaultBacklog(10), min(511, cap))
+        self.assertEqual(defaultBacklog(0), cap)
+        options = self.parse(
+            "--listen",
+            "tcp:0",
+            "--listen",
+            "proxy:tcp:0:backlog=9",
+            "--backlog",
+            "77",
+        )
+        listeners = [s for s in makeService(options) if isinstance(s, ListenerService)]  # type: ignore[attr-defined]
+        self.assertEqual([s.backlog for s in listeners], [77, 9])
+        systemd = "systemd:domain=INET:index=0"
+        self.assertEqual(_withBacklog(systemd, 5), (systemd, None))
+        self.assertEqual(_withBacklog("tcp:0", 77), ("tcp:0:backlog=77", 77))
+        self.assertEqual(
+            _withBacklog("haproxy:unix:/x:mode=600", 5), ("haproxy:unix:/x:mode=600:backlog=5", 5)
+        )
+
+    def test_idleReset(self) -> None:
+        self.assertFalse(makeFactory(self.parse(), ConnectionLimits()).idleReset)
+        factory = makeFactory(self.parse("--idle-reset"), ConnectionLimits())
+        self.assertTrue(factory.idleReset)
+
+    def test_udpSafety(self) -> None:
+        options = self.parse(
+            "--mode", "thankyou", "--udp", "0", "--udp-rate", "3", "--udp-large-replies"
+        )
+        [udp] = [s for s in makeService(options) if isinstance(s, DatagramService)]  # type: ignore[attr-defined]
+        self.assertEqual((udp.protocol.rate, udp.protocol.largerReplies), (3, True))
 
     def test_echoFactory(self) -> None:
         options = self.parse("--framing", "line", "--max-line-length", "10")

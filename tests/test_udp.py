@@ -82,7 +82,7 @@ class DatagramServerTests(SynchronousTestCase):
 
     def test_thankYou(self) -> None:
         """In thankyou mode every datagram gets the reply."""
-        server = DatagramServer("thankyou", reply=b"merci", clock=Clock())
+        server = DatagramServer("thankyou", reply=b"merci", largerReplies=True, clock=Clock())
         t = connected(server)
         server.datagramReceived(b"one", PEER)
         server.datagramReceived(b"two\n", PEER)
@@ -91,7 +91,7 @@ class DatagramServerTests(SynchronousTestCase):
 
     def test_thankYouLines(self) -> None:
         """With line replies, the reply ends as the datagram did (``\\n`` by default)."""
-        server = DatagramServer("thankyou", lineReplies=True, clock=Clock())
+        server = DatagramServer("thankyou", lineReplies=True, largerReplies=True, clock=Clock())
         t = connected(server)
         server.datagramReceived(b"hi\r\n", PEER)
         server.datagramReceived(b"hi\n", PEER)
@@ -99,6 +99,66 @@ class DatagramServerTests(SynchronousTestCase):
         self.assertEqual(
             [d for d, _ in t.sent], [b"thank you!\r\n", b"thank you!\n", b"thank you!\n"]
         )
+
+    def test_noReplyLargerThanTheRequest(self) -> None:
+        """
+        By default a thank-you reply is never larger than the datagram it
+        answers (no amplification for forged sources): shorter ones are
+        refused, counted and logged.
+        """
+        log = LogCapture.install(self)
+        server = DatagramServer("thankyou", lineReplies=True, listener="udp:7", clock=Clock())
+        t = connected(server)
+        for datagram in (b"x", b"123456789\n", b"1234567890\n", b"a" * 1400):
+            server.datagramReceived(datagram, PEER)
+        self.assertEqual([d for d, _ in t.sent], [b"thank you!\n", b"thank you!\n"])
+        self.assertEqual(server.stats.refused, {"reply-too-large": 2})
+        [event] = log.withEvent("refused")
+        self.assertEqual(event["reason"], "reply-too-large")
+
+    def test_largerRepliesOptIn(self) -> None:
+        server = DatagramServer("thankyou", largerReplies=True, clock=Clock())
+        t = connected(server)
+        server.datagramReceived(b"x", PEER)
+        self.assertEqual(t.sent, [(b"thank you!", PEER)])
+
+    def test_rateLimitPerSource(self) -> None:
+        """
+        One source gets ``rate`` answers at once, then ``rate`` a second;
+        another source has its own allowance.
+        """
+        clock = Clock()
+        server = DatagramServer("thankyou", rate=10, clock=clock)
+        t = connected(server)
+        other = ("127.0.0.2", 40000)
+        for _ in range(25):
+            server.datagramReceived(b"q" * 20, PEER)
+        server.datagramReceived(b"q" * 20, other)
+        self.assertEqual(len(t.sent), 11)
+        self.assertEqual(server.stats.refused, {"rate-limited": 15})
+        clock.advance(0.5)
+        for _ in range(10):
+            server.datagramReceived(b"q" * 20, PEER)
+        self.assertEqual(len(t.sent), 16)
+
+    def test_rateLimitDefaults(self) -> None:
+        """100 a second in thankyou mode; none in echo mode (the reply is the request)."""
+        self.assertEqual(DatagramServer("thankyou", clock=Clock()).rate, 100)
+        self.assertEqual(DatagramServer(clock=Clock()).rate, 0)
+        echo = DatagramServer(clock=Clock())
+        t = connected(echo)
+        for _ in range(500):
+            echo.datagramReceived(b"e", PEER)
+        self.assertEqual(len(t.sent), 500)
+        self.assertRaises(ValueError, DatagramServer, rate=-1, clock=Clock())
+
+    def test_rateBucketsBounded(self) -> None:
+        """Forged sources cannot grow the rate table without bound."""
+        server = DatagramServer("thankyou", clock=Clock())
+        connected(server)
+        for i in range(5000):
+            server.datagramReceived(b"q" * 20, (f"10.0.{i // 250}.{i % 250}", 40000))
+        self.assertLessEqual(len(server._buckets), 4096)
 
     def test_accessList(self) -> None:
         """A sender outside the access list is not answered, counted and logged."""
@@ -322,7 +382,7 @@ class DatagramServiceTests(TestCase):
         port = self.startService(server)
         client = udpClient(self)
         assert client.transport is not None
-        for m in (b"a", b"b"):
+        for m in (b"aaa", b"bbbb"):
             client.transport.write(m, (LOOPBACK, port.getHost().port))  # type: ignore[attr-defined]
         await client.waitFor(2)
         self.assertEqual([d for d, _ in client.received], [b"ack", b"ack"])
@@ -404,6 +464,7 @@ class TwistdUDPTests(TestCase):
             "got it",
             "--udp",
             f"{LOOPBACK}:0",
+            "--udp-large-replies",
         )
         address = await udpAddress(server)
         client = udpClient(self)
