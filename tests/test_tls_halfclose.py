@@ -1,8 +1,8 @@
 """
 Half-close over TLS (:class:`tcpproto._tls.HalfCloseTLSFactory`): ``close_notify`` as a FIN.
 
-In memory, two TLS protocols talk over :class:`MemoryPipe`, a pair of fake
-TCP transports that can half-close, close and reset; over real 127.0.0.1
+In memory, two TLS protocols talk over :class:`tcpproto.testing.MemoryPipe`
+(fake TCP transports that half-close, close and reset); over real 127.0.0.1
 sockets, our server and client talk to each other and to peers nobody here
 wrote: Python's :mod:`ssl` module and ``openssl s_client``.  Every case runs
 with TLS 1.2 and TLS 1.3.
@@ -11,13 +11,10 @@ with TLS 1.2 and TLS 1.3.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import os
 import shutil
 import socket
 import ssl
-import tempfile
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -26,7 +23,7 @@ from twisted.internet import reactor, threads
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IListeningPort,
@@ -34,7 +31,6 @@ from twisted.internet.interfaces import (
     IProtocol,
     IPushProducer,
     IReactorProcess,
-    ITCPTransport,
 )
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol, connectionDone
 from twisted.internet.ssl import (
@@ -53,102 +49,38 @@ from zope.interface import implementer
 from tcpproto._halfclose import canHalfClose
 from tcpproto._tls import HalfCloseTLSFactory, TLSClientEndpoint
 from tcpproto._twisted import TLS_HALF_CLOSE_NAMES, HalfCloseTLSProtocol
-
-LOOPBACK = "127.0.0.1"
-
+from tcpproto.testing import MemoryPipe, MemoryTransport
+from tests.helpers import LOOPBACK
+from tests.helpers.pki import PKI, makePKI
 
 # -- certificates ------------------------------------------------------------
 
 
-class _PKI:
-    """A CA and a server certificate for ``localhost`` / 127.0.0.1, made once."""
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
-    _instance: ClassVar[_PKI | None] = None
 
-    def __init__(self) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
+def serverOptions(pki: PKI, version: TLSVersion) -> Any:
+    """Server options with ``pki``'s server certificate that speak exactly ``version``."""
+    private = PrivateCertificate.loadPEM(_read(pki.serverCert) + _read(pki.serverKey))
+    return _PinnedVersion(
+        CertificateOptions(privateKey=private.privateKey.original, certificate=private.original),
+        version,
+    )
 
-        now = datetime.datetime.now(datetime.timezone.utc)
 
-        def name(cn: str) -> x509.Name:
-            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def clientOptions(pki: PKI) -> Any:
+    """Client options trusting ``pki``'s CA, for ``localhost``."""
+    return optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(_read(pki.caCert)))
 
-        caKey = ec.generate_private_key(ec.SECP256R1())
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(name("half-close test CA"))
-            .issuer_name(name("half-close test CA"))
-            .public_key(caKey.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(caKey, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        server = (
-            x509.CertificateBuilder()
-            .subject_name(name("localhost"))
-            .issuer_name(name("half-close test CA"))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
-                ),
-                critical=False,
-            )
-            .sign(caKey, hashes.SHA256())
-        )
-        self.caPEM = ca.public_bytes(serialization.Encoding.PEM)
-        self.certPEM = server.public_bytes(serialization.Encoding.PEM)
-        self.keyPEM = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        self.directory = tempfile.mkdtemp(prefix="tcpproto-tls-")
-        self.caFile = self._write("ca.pem", self.caPEM)
-        self.certFile = self._write("cert.pem", self.certPEM)
-        self.keyFile = self._write("key.pem", self.keyPEM)
 
-    def _write(self, filename: str, data: bytes) -> str:
-        path = os.path.join(self.directory, filename)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
-
-    @classmethod
-    def get(cls) -> _PKI:
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
-
-    def serverOptions(self, version: TLSVersion) -> Any:
-        """Server options that speak exactly ``version``."""
-        private = PrivateCertificate.loadPEM(self.certPEM + self.keyPEM)
-        return _PinnedVersion(
-            CertificateOptions(
-                privateKey=private.privateKey.original, certificate=private.original
-            ),
-            version,
-        )
-
-    def clientOptions(self) -> Any:
-        return optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(self.caPEM))
-
-    def sslContext(self, version: ssl.TLSVersion) -> ssl.SSLContext:
-        """A Python :mod:`ssl` client context trusting our CA, speaking exactly ``version``."""
-        context = ssl.create_default_context(cadata=self.caPEM.decode("ascii"))
-        context.minimum_version = version
-        context.maximum_version = version
-        return context
+def sslContext(pki: PKI, version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A Python :mod:`ssl` client context trusting ``pki``'s CA, speaking exactly ``version``."""
+    context = ssl.create_default_context(cafile=pki.caCert)
+    context.minimum_version = version
+    context.maximum_version = version
+    return context
 
 
 @implementer(IOpenSSLContextFactory)
@@ -176,183 +108,6 @@ class _PinnedVersion:
             context.set_max_proto_version(self._version)
             self._context = context
         return self._context
-
-
-def tearDownModule() -> None:
-    if _PKI._instance is not None:
-        shutil.rmtree(_PKI._instance.directory, ignore_errors=True)
-        _PKI._instance = None
-
-
-# -- an in-memory TCP connection that can half-close ---------------------------
-
-
-@implementer(ITCPTransport, IPushProducer)
-class MemoryTCP:
-    """
-    One end of a :class:`MemoryPipe`: a TCP transport whose bytes, FIN and
-    RST reach the other end when the pipe is pumped.
-
-    :ivar finSent: our FIN went out (after every byte written before it).
-    :ivar closed: this end's socket is closed; bytes that reach it are
-        answered with a reset.
-    """
-
-    disconnecting = False
-
-    def __init__(self, pipe: MemoryPipe, protocol: IProtocol, host: int, peer: int) -> None:
-        self.pipe = pipe
-        self.protocol = protocol
-        self.host = IPv4Address("TCP", LOOPBACK, host)
-        self.peer = IPv4Address("TCP", LOOPBACK, peer)
-        self.outgoing: list[bytes] = []
-        self.written: list[bytes] = []
-        self.writeClosing = False
-        self.finSent = False
-        self.finReceived = False
-        self.closed = False
-        self.producer: Any = None
-        self.lostReason: Failure | None = None
-
-    # ITransport
-    def write(self, data: bytes) -> None:
-        if self.closed or self.finSent:
-            return
-        self.outgoing.append(data)
-        self.written.append(data)
-
-    def writeSequence(self, data: Any) -> None:
-        self.write(b"".join(data))
-
-    def loseConnection(self) -> None:
-        self.disconnecting = True
-
-    def loseWriteConnection(self) -> None:
-        self.writeClosing = True
-
-    def abortConnection(self) -> None:
-        self.pipe.reset(self, ConnectionAborted())
-
-    def getPeer(self) -> IPv4Address:
-        return self.peer
-
-    def getHost(self) -> IPv4Address:
-        return self.host
-
-    # ITCPTransport extras
-    def getTcpNoDelay(self) -> bool:
-        return True
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        pass
-
-    def getTcpKeepAlive(self) -> bool:
-        return False
-
-    def setTcpKeepAlive(self, enabled: bool) -> None:
-        pass
-
-    # IConsumer / IPushProducer
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        self.loseConnection()
-
-    def lose(self, reason: Exception) -> None:
-        """This end's connection is over, for ``reason``."""
-        if self.closed:
-            return
-        self.closed = True
-        self.lostReason = Failure(reason)
-        self.protocol.connectionLost(self.lostReason)
-
-
-class MemoryPipe:
-    """
-    Two :class:`MemoryTCP` ends connecting ``client`` and ``server``
-    protocols, with TCP's closing rules:
-
-    - a FIN is sent once everything written before it has been delivered;
-      an :class:`~twisted.internet.interfaces.IHalfCloseableProtocol` gets it
-      as ``readConnectionLost``, any other protocol as ``connectionLost``;
-    - ``loseConnection`` sends FIN and closes the socket; bytes that reach a
-      closed socket make it answer with RST, which the sender sees as
-      ``connectionLost`` with :class:`ConnectionLost`.
-    """
-
-    def __init__(self, client: IProtocol, server: IProtocol) -> None:
-        self.client = MemoryTCP(self, client, 40000, 7788)
-        self.server = MemoryTCP(self, server, 7788, 40000)
-
-    def connect(self) -> MemoryPipe:
-        self.server.protocol.makeConnection(self.server)
-        self.client.protocol.makeConnection(self.client)
-        return self
-
-    def other(self, end: MemoryTCP) -> MemoryTCP:
-        return self.server if end is self.client else self.client
-
-    def reset(self, end: MemoryTCP, reason: Exception) -> None:
-        """``end`` sends RST: both ends are lost."""
-        other = self.other(end)
-        end.outgoing.clear()
-        end.lose(reason)
-        other.outgoing.clear()
-        other.lose(ConnectionLost())
-
-    def _step(self, end: MemoryTCP) -> bool:
-        other = self.other(end)
-        if end.closed:
-            return False
-        moved = False
-        if end.outgoing:
-            data = b"".join(end.outgoing)
-            end.outgoing.clear()
-            if other.closed:
-                # Bytes reaching a closed socket: it answers RST.
-                end.lose(ConnectionLost())
-                return True
-            if not other.finReceived and not other.disconnecting:
-                other.protocol.dataReceived(data)
-            moved = True
-            if end.closed or end.outgoing:
-                return True
-        if (end.writeClosing or end.disconnecting) and not end.finSent:
-            end.finSent = True
-            if not other.closed:
-                other.finReceived = True
-                if IHalfCloseableProtocol.providedBy(other.protocol):
-                    cast(Any, other.protocol).readConnectionLost()
-                else:
-                    other.lose(ConnectionDone())
-            if end.disconnecting:
-                end.lose(ConnectionDone())
-            elif IHalfCloseableProtocol.providedBy(end.protocol):
-                cast(Any, end.protocol).writeConnectionLost()
-            return True
-        if end.disconnecting and not end.closed:
-            end.lose(ConnectionDone())
-            return True
-        return moved
-
-    def pump(self) -> None:
-        """Move bytes, FINs and closes until nothing moves."""
-        for _ in range(1000):
-            moved = self._step(self.client)
-            moved = self._step(self.server) or moved
-            if not moved:
-                return
-        raise AssertionError("the pipe never settled")
 
 
 # -- the applications on top -------------------------------------------------
@@ -443,19 +198,18 @@ class TLSPair:
     server: HalfCloseTLSProtocol
 
 
-def tlsPair(version: TLSVersion, client: IProtocol, server: IProtocol) -> TLSPair:
+def tlsPair(pki: PKI, version: TLSVersion, client: IProtocol, server: IProtocol) -> TLSPair:
     """``client`` and ``server`` over half-close TLS ``version``, connected in memory."""
-    pki = _PKI.get()
     clock = Clock()
     serverFactory = HalfCloseTLSFactory(
-        pki.serverOptions(version), False, Factory.forProtocol(Protocol), clock
+        serverOptions(pki, version), False, Factory.forProtocol(Protocol), clock
     )
     clientFactory = HalfCloseTLSFactory(
-        pki.clientOptions(), True, Factory.forProtocol(Protocol), clock
+        clientOptions(pki), True, Factory.forProtocol(Protocol), clock
     )
     serverTLS = HalfCloseTLSProtocol(serverFactory, server)
     clientTLS = HalfCloseTLSProtocol(clientFactory, client)
-    pipe = MemoryPipe(clientTLS, serverTLS).connect()
+    pipe = MemoryPipe(serverTLS, clientTLS)
     return TLSPair(pipe, clientTLS, serverTLS)
 
 
@@ -464,6 +218,17 @@ def assertLost(testCase: SynchronousTestCase, proto: Recorder, kind: type[Except
     testCase.assertIsNotNone(proto.reason, "connectionLost not called")
     assert proto.reason is not None
     testCase.assertTrue(proto.reason.check(kind), proto.reason)
+
+
+def assertBothHalvesThenLost(testCase: SynchronousTestCase, proto: Recorder) -> None:
+    """
+    Both directions ended (in either order: the in-memory pipe may deliver
+    the peer's close_notify before our FIN is out), then the connection.
+    """
+    testCase.assertEqual(
+        sorted(proto.events[:2]), ["readConnectionLost", "writeConnectionLost"], proto.events
+    )
+    testCase.assertEqual(proto.events[2:], ["connectionLost"])
 
 
 def negotiated(tls: TLSMemoryBIOProtocol) -> str:
@@ -479,11 +244,14 @@ class InMemoryTests13(SynchronousTestCase):
     version = TLSVersion.TLSv1_3
     versionName = "TLSv1.3"
 
+    def setUp(self) -> None:
+        self.pki = makePKI(self)
+
     def test_versionNegotiated(self) -> None:
         """The pair speaks the version under test."""
         client, server = HalfCloseRecorder(), HalfCloseRecorder()
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(negotiated(pair.client), self.versionName)
         self.assertEqual(negotiated(pair.server), self.versionName)
 
@@ -495,18 +263,16 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"abc\ndef", halfClose=True)
         server = HalfCloseRecorder(answer=b"tail:")
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(server.data(), b"abc\ndef")
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         self.assertEqual(client.data(), b"tail:[7]")
-        self.assertEqual(
-            client.events, ["writeConnectionLost", "readConnectionLost", "connectionLost"]
-        )
+        assertBothHalvesThenLost(self, client)
         assertLost(self, client, ConnectionDone)
         assertLost(self, server, ConnectionDone)
         # The client half-closed TCP too, after its close_notify.
-        self.assertTrue(pair.pipe.client.finSent)
+        self.assertTrue(pair.pipe.clientTransport.finSent)
 
     def test_emptyInput(self) -> None:
         """
@@ -515,8 +281,8 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(halfClose=True)
         server = HalfCloseRecorder(answer=b"")
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         self.assertEqual(client.data(), b"[0]")
         assertLost(self, client, ConnectionDone)
@@ -538,16 +304,12 @@ class InMemoryTests13(SynchronousTestCase):
 
         server = HalfCloseRecorder(send=b"hello", halfClose=True, closeOnEnd=False)
         client = Talker(closeOnEnd=False)
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(client.data(), b"hello")
         self.assertEqual(server.data(), b"more " * 1000)
-        self.assertEqual(
-            server.events, ["writeConnectionLost", "readConnectionLost", "connectionLost"]
-        )
-        self.assertEqual(
-            client.events, ["readConnectionLost", "writeConnectionLost", "connectionLost"]
-        )
+        assertBothHalvesThenLost(self, server)
+        assertBothHalvesThenLost(self, client)
         assertLost(self, client, ConnectionDone)
         assertLost(self, server, ConnectionDone)
 
@@ -560,8 +322,8 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"x", halfClose=True)
         server = Echo()
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(client.data(), b"x")
         self.assertEqual(server.events, ["connectionLost"])
         assertLost(self, server, ConnectionDone)
@@ -584,17 +346,18 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = HalfCloseRecorder()
         server = Chatty()
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
-        before = len(pair.pipe.server.written)
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
+        before = len(pair.pipe.serverTransport.outgoing)
         assert pair.client.transport is not None
         pair.client.write(b"ordered")
         # Deliver the client's record to the server by hand: no pump, no clock.
-        record = b"".join(pair.pipe.client.outgoing)
-        pair.pipe.client.outgoing.clear()
+        record = b"".join(pair.pipe.clientTransport.outgoing)
+        pair.pipe.clientTransport.outgoing = []
+        pair.pipe.clientTransport.outgoingSize = 0
         pair.server.dataReceived(record)
-        self.assertEqual(len(pair.pipe.server.written), before + 1)
-        pair.pipe.pump()
+        self.assertEqual(len(pair.pipe.serverTransport.outgoing), before + 1)
+        pair.pipe.flush()
         self.assertEqual(client.data(), b"ordered<>")
 
     def test_peerClosesWithoutReading(self) -> None:
@@ -603,17 +366,19 @@ class InMemoryTests13(SynchronousTestCase):
         reads our answer: the answer meets a reset, and the protocol sees
         ConnectionLost, as over TCP.
         """
-        client = HalfCloseRecorder(send=b"question", halfClose=True)
+
+        @implementer(IHalfCloseableProtocol)
+        class Leaver(HalfCloseRecorder):
+            def writeConnectionLost(self) -> None:
+                # Our FIN is out: close the socket without reading (a reset).
+                super().writeConnectionLost()
+                assert self.transport is not None
+                cast(Any, self.transport).transport.abortConnection()
+
+        client = Leaver(send=b"question", halfClose=True)
         server = HalfCloseRecorder(answer=b"x" * 100_000, closeOnEnd=False)
-        pair = tlsPair(self.version, client, server)
-        # Stop the pipe when the client's FIN is out, and close its socket.
-        for _ in range(100):
-            if pair.pipe.client.finSent:
-                break
-            if not pair.pipe._step(pair.pipe.client):
-                pair.pipe._step(pair.pipe.server)
-        pair.pipe.client.closed = True
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(server.data(), b"question")
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         assertLost(self, server, ConnectionLost)
@@ -622,9 +387,10 @@ class InMemoryTests13(SynchronousTestCase):
         """A reset in the middle of the stream: ConnectionLost, nothing else."""
         client = HalfCloseRecorder(send=b"partial")
         server = HalfCloseRecorder()
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
-        pair.pipe.client.abortConnection()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
+        pair.pipe.clientTransport.abortConnection()
+        pair.pipe.flush()
         self.assertEqual(server.events, ["connectionLost"])
         assertLost(self, server, ConnectionLost)
 
@@ -635,10 +401,10 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"cut")
         server = HalfCloseRecorder(answer=b"never")
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
-        pair.pipe.client.loseWriteConnection()  # the TCP transport's, under TLS
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
+        pair.pipe.clientTransport.loseWriteConnection()  # the TCP transport's, under TLS
+        pair.pipe.flush()
         self.assertEqual(server.data(), b"cut")
         self.assertEqual(server.events, ["connectionLost"])
         assertLost(self, server, ConnectionLost)
@@ -647,15 +413,15 @@ class InMemoryTests13(SynchronousTestCase):
         """Whatever arrives after the peer's close_notify is ignored (RFC 8446 6.1)."""
         client = HalfCloseRecorder(send=b"a", halfClose=True)
         server = HalfCloseRecorder(closeOnEnd=False)
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(server.events, ["readConnectionLost"])
         pair.server.dataReceived(b"\x17\x03\x03\x00\x05junk!")
         self.assertEqual(server.data(), b"a")
         self.assertEqual(server.events, ["readConnectionLost"])
         pair.server.write(b"still writing")
         pair.server.loseConnection()
-        pair.pipe.pump()
+        pair.pipe.flush()
         self.assertEqual(client.data(), b"still writing")
         assertLost(self, server, ConnectionDone)
 
@@ -663,8 +429,8 @@ class InMemoryTests13(SynchronousTestCase):
         """After loseWriteConnection nothing more is sent (as over TCP), and nothing breaks."""
         client = HalfCloseRecorder(send=b"one", halfClose=True)
         server = HalfCloseRecorder(answer=b"")
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         pair.client.write(b"two")
         self.assertEqual(server.data(), b"one")
 
@@ -684,16 +450,16 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = HalfCloseRecorder()
         server = HalfCloseRecorder(answer=b"", closeOnEnd=True)
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         pair.client.registerProducer(Producer(), True)
         pair.client.write(b"body")
         pair.client.loseWriteConnection()
-        pair.pipe.pump()
+        pair.pipe.flush()
         self.assertEqual(server.events, [])
         self.assertEqual(server.data(), b"body")
         pair.client.unregisterProducer()
-        pair.pipe.pump()
+        pair.pipe.flush()
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         self.assertEqual(client.data(), b"[4]")
 
@@ -701,9 +467,9 @@ class InMemoryTests13(SynchronousTestCase):
         """loseConnection after a half-close ends the connection cleanly."""
         client = HalfCloseRecorder(send=b"q", halfClose=True)
         server = HalfCloseRecorder(answer=b"a")
-        pair = tlsPair(self.version, client, server)
+        pair = tlsPair(self.pki, self.version, client, server)
         pair.client.loseConnection()
-        pair.pipe.pump()
+        pair.pipe.flush()
         assertLost(self, client, ConnectionDone)
         assertLost(self, server, ConnectionDone)
 
@@ -714,11 +480,11 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"q")
         server = HalfCloseRecorder(answer=b"a")
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
 
         class NoHalfClose:
-            def __init__(self, inner: MemoryTCP) -> None:
+            def __init__(self, inner: MemoryTransport) -> None:
                 self._inner = inner
 
             def __getattr__(self, name: str) -> Any:
@@ -726,11 +492,11 @@ class InMemoryTests13(SynchronousTestCase):
                     raise AttributeError(name)
                 return getattr(self._inner, name)
 
-        pair.client.transport = cast(Any, NoHalfClose(pair.pipe.client))
+        pair.client.transport = cast(Any, NoHalfClose(pair.pipe.clientTransport))
         pair.client.loseWriteConnection()
         self.assertEqual(client.events, ["writeConnectionLost"])
-        self.assertFalse(pair.pipe.client.writeClosing)
-        pair.pipe.pump()
+        self.assertFalse(pair.pipe.clientTransport.writeDisconnecting)
+        pair.pipe.flush()
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         self.assertEqual(client.data(), b"a[1]")
 
@@ -738,10 +504,10 @@ class InMemoryTests13(SynchronousTestCase):
         """A second loseWriteConnection does nothing."""
         client = HalfCloseRecorder(send=b"q", halfClose=True)
         server = HalfCloseRecorder(closeOnEnd=False)
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         pair.client.loseWriteConnection()
-        pair.pipe.pump()
+        pair.pipe.flush()
         self.assertEqual(client.events, ["writeConnectionLost"])
         self.assertEqual(server.events, ["readConnectionLost"])
 
@@ -757,8 +523,8 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = HalfCloseRecorder(send=b"go")
         server = Aborter()
-        pair = tlsPair(self.version, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
         self.assertEqual(client.data(), b"")
         assertLost(self, client, ConnectionLost)
 
@@ -780,8 +546,8 @@ class InMemoryTests13(SynchronousTestCase):
                 gate = HandshakeGateFactory(factory, clock=Clock())
                 server = gate.buildProtocol(IPv4Address("TCP", LOOPBACK, 40000))
                 client = HalfCloseRecorder(send=sent, halfClose=True)
-                pair = tlsPair(self.version, client, server)
-                pair.pipe.pump()
+                pair = tlsPair(self.pki, self.version, client, server)
+                pair.pipe.flush()
                 self.assertEqual(client.data(), expected)
                 assertLost(self, client, ConnectionDone)
 
@@ -802,23 +568,26 @@ class InMemoryTests12(InMemoryTests13):
 
 
 class PartsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.pki = makePKI(self)
+
     def test_canHalfClose(self) -> None:
         """Twisted's TLS transport cannot half-close (whatever it forwards); ours can; TCP can."""
         factory = TLSMemoryBIOFactory(
-            _PKI.get().clientOptions(), True, Factory.forProtocol(Protocol), Clock()
+            clientOptions(self.pki), True, Factory.forProtocol(Protocol), Clock()
         )
         self.assertFalse(canHalfClose(TLSMemoryBIOProtocol(factory, Protocol())))
         ours = HalfCloseTLSFactory(
-            _PKI.get().clientOptions(), True, Factory.forProtocol(Protocol), Clock()
+            clientOptions(self.pki), True, Factory.forProtocol(Protocol), Clock()
         )
         self.assertTrue(canHalfClose(HalfCloseTLSProtocol(ours, Protocol())))
         pipe = MemoryPipe(Protocol(), Protocol())
-        self.assertTrue(canHalfClose(pipe.client))
+        self.assertTrue(canHalfClose(pipe.clientTransport))
         self.assertFalse(canHalfClose(object()))
 
     def test_factoryBuildsOurProtocol(self) -> None:
         factory = HalfCloseTLSFactory(
-            _PKI.get().clientOptions(), True, Factory.forProtocol(Protocol), Clock()
+            clientOptions(self.pki), True, Factory.forProtocol(Protocol), Clock()
         )
         proto = factory.buildProtocol(IPv4Address("TCP", LOOPBACK, 1))
         self.assertIsInstance(proto, HalfCloseTLSProtocol)
@@ -827,6 +596,9 @@ class PartsTests(SynchronousTestCase):
 
 class LayerNameTests(SynchronousTestCase):
     """The TLS gate names itself in logs as the PROXY layer does (issue 10, section 5)."""
+
+    def setUp(self) -> None:
+        self.pki = makePKI(self)
 
     def test_sameForm(self) -> None:
         from tcpproto import EchoFactory
@@ -839,9 +611,9 @@ class LayerNameTests(SynchronousTestCase):
         self.assertEqual(proxy.logPrefix(), "EchoFactory (PROXY)")
         self.assertEqual(gate.logPrefix(), "EchoFactory (TLS)")
         # The TLS layer under the gate does not say it twice.
-        tlsLayer = HalfCloseTLSFactory(_PKI.get().clientOptions(), True, gate, Clock())
+        tlsLayer = HalfCloseTLSFactory(clientOptions(self.pki), True, gate, Clock())
         self.assertEqual(tlsLayer.logPrefix(), "EchoFactory (TLS)")
-        bare = HalfCloseTLSFactory(_PKI.get().clientOptions(), True, echo, Clock())
+        bare = HalfCloseTLSFactory(clientOptions(self.pki), True, echo, Clock())
         self.assertEqual(bare.logPrefix(), "EchoFactory (TLS)")
 
 
@@ -855,8 +627,8 @@ class TwistedPrivateNamesTests(SynchronousTestCase):
     def test_namesExist(self) -> None:
         client = HalfCloseRecorder()
         server = HalfCloseRecorder()
-        pair = tlsPair(TLSVersion.TLSv1_3, client, server)
-        pair.pipe.pump()
+        pair = tlsPair(makePKI(self), TLSVersion.TLSv1_3, client, server)
+        pair.pipe.flush()
         for name in TLS_HALF_CLOSE_NAMES:
             with self.subTest(name=name):
                 self.assertTrue(
@@ -882,8 +654,11 @@ class _SocketBase(TestCase):
     sslVersion: ClassVar[ssl.TLSVersion]
     versionName: ClassVar[str]
 
+    def setUp(self) -> None:
+        self.pki = makePKI(self)
+
     def listen(self, app: type[Protocol] | Any) -> int:
-        pki = _PKI.get()
+        pki = self.pki
         self.servers: list[Protocol] = []
 
         def build() -> Protocol:
@@ -893,14 +668,14 @@ class _SocketBase(TestCase):
 
         appFactory = Factory()
         appFactory.buildProtocol = lambda addr: build()  # type: ignore[method-assign]
-        factory = HalfCloseTLSFactory(pki.serverOptions(self.version), False, appFactory)
+        factory = HalfCloseTLSFactory(serverOptions(pki, self.version), False, appFactory)
         port: IListeningPort = cast(Any, reactor).listenTCP(0, factory, interface=LOOPBACK)
         self.addCleanup(port.stopListening)
         return cast(int, port.getHost().port)  # type: ignore[attr-defined]
 
     async def connect(self, port: int, proto: Protocol) -> None:
         endpoint = TLSClientEndpoint(
-            _PKI.get().clientOptions(), TCP4ClientEndpoint(reactor, LOOPBACK, port)
+            clientOptions(self.pki), TCP4ClientEndpoint(reactor, LOOPBACK, port)
         )
         factory = Factory()
         factory.buildProtocol = lambda addr: proto  # type: ignore[method-assign]
@@ -967,7 +742,7 @@ class SocketTests13(_SocketBase):
         close_notify), then read the answer until the server's close_notify.
         """
         port = self.listen(lambda: HalfCloseRecorder(answer=b"tail:"))
-        context = _PKI.get().sslContext(self.sslVersion)
+        context = sslContext(self.pki, self.sslVersion)
 
         def run() -> tuple[bytes, str]:
             with socket.create_connection((LOOPBACK, port), timeout=10) as raw:
@@ -1001,9 +776,9 @@ class SocketTests13(_SocketBase):
         Our client against a Python ssl server that reads to the end of input
         (our close_notify), answers, and sends its own close_notify.
         """
-        pki = _PKI.get()
+        pki = self.pki
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki.certFile, pki.keyFile)
+        context.load_cert_chain(pki.serverCert, pki.serverKey)
         context.minimum_version = self.sslVersion
         context.maximum_version = self.sslVersion
         listener = socket.create_server((LOOPBACK, 0))
@@ -1062,7 +837,7 @@ class SocketTests13(_SocketBase):
                 "-servername",
                 "localhost",
                 "-CAfile",
-                _PKI.get().caFile,
+                self.pki.caCert,
                 "-verify_return_error",
                 versionFlag,
                 "-quiet",
@@ -1107,7 +882,7 @@ class SocketTests13(_SocketBase):
                 "-servername",
                 "localhost",
                 "-CAfile",
-                _PKI.get().caFile,
+                self.pki.caCert,
                 "-verify_return_error",
                 versionFlag,
                 "-quiet",
