@@ -11,7 +11,6 @@ with TLS 1.2 and TLS 1.3.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import ssl
@@ -30,9 +29,8 @@ from twisted.internet.interfaces import (
     IOpenSSLContextFactory,
     IProtocol,
     IPushProducer,
-    IReactorProcess,
 )
-from twisted.internet.protocol import Factory, ProcessProtocol, Protocol, connectionDone
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
@@ -50,7 +48,7 @@ from tcpproto._halfclose import canHalfClose
 from tcpproto._tls import HalfCloseTLSFactory, TLSClientEndpoint
 from tcpproto._twisted import TLS_HALF_CLOSE_NAMES, HalfCloseTLSProtocol
 from tcpproto.testing import MemoryPipe, MemoryTransport
-from tests.helpers import LOOPBACK
+from tests.helpers import LOOPBACK, runProcess
 from tests.helpers.pki import PKI, makePKI
 
 # -- certificates ------------------------------------------------------------
@@ -828,9 +826,9 @@ class SocketTests13(_SocketBase):
             self.skipTest("openssl is not installed")
         port = self.listen(lambda: HalfCloseRecorder(answer=b"tail:"))
         versionFlag = "-tls1_3" if self.version == TLSVersion.TLSv1_3 else "-tls1_2"
-        _, err = await runProcess(
-            openssl,
+        result = await runProcess(
             [
+                openssl,
                 "s_client",
                 "-connect",
                 f"{LOOPBACK}:{port}",
@@ -843,9 +841,9 @@ class SocketTests13(_SocketBase):
                 "-quiet",
                 "-no_ign_eof",
             ],
-            b"abc\ndef",
+            stdin=b"abc\ndef",
         )
-        self.assertIn("DONE", err)
+        self.assertIn(b"DONE", result.err)
         server = cast(HalfCloseRecorder, self.servers[0])
         await server.lost
         self.assertEqual(server.data(), b"abc\ndef")
@@ -873,9 +871,9 @@ class SocketTests13(_SocketBase):
 
         port = self.listen(Greeter)
         versionFlag = "-tls1_3" if self.version == TLSVersion.TLSv1_3 else "-tls1_2"
-        out, err = await runProcess(
-            openssl,
+        result = await runProcess(
             [
+                openssl,
                 "s_client",
                 "-connect",
                 f"{LOOPBACK}:{port}",
@@ -887,9 +885,9 @@ class SocketTests13(_SocketBase):
                 versionFlag,
                 "-quiet",
             ],
-            b"hello\n",
+            stdin=b"hello\n",
         )
-        self.assertEqual(out, b"you said: hello\n", err)
+        self.assertEqual(result.out, b"you said: hello\n", result.err)
 
 
 class SocketTests12(SocketTests13):
@@ -898,39 +896,3 @@ class SocketTests12(SocketTests13):
     version = TLSVersion.TLSv1_2
     sslVersion = ssl.TLSVersion.TLSv1_2
     versionName = "TLSv1.2"
-
-
-class _Collect(ProcessProtocol):
-    def __init__(self, stdin: bytes) -> None:
-        self.stdin = stdin
-        self.out: list[bytes] = []
-        self.err: list[bytes] = []
-        self.ended: Deferred[tuple[bytes, str]] = Deferred()
-
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.write(self.stdin)
-        self.transport.closeStdin()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self.err.append(data)
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback((b"".join(self.out), b"".join(self.err).decode("utf-8", "replace")))
-
-
-async def runProcess(executable: str, args: list[str], stdin: bytes) -> tuple[bytes, str]:
-    """Run a command with ``stdin``; its output and error output, once it has exited."""
-    proto = _Collect(stdin)
-    process = cast(IReactorProcess, reactor).spawnProcess(
-        proto, executable, [executable, *args], env={"PATH": os.environ.get("PATH", "")}
-    )
-    timer = cast(Any, reactor).callLater(30, process.signalProcess, "KILL")
-    try:
-        return await proto.ended
-    finally:
-        if timer.active():
-            timer.cancel()
