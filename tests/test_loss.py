@@ -5,7 +5,7 @@ Reliable under real loss: the installed ``twistd tcpecho`` and
 The tutorial tcpproto grew from says TCP is reliable.  These tests show it,
 for tcpproto, end to end: in a namespace of the test's own whose nftables
 rule drops 1 %, 10 % or 30 % of the TCP packets each way (see
-:mod:`tests.netns`), the echo comes back byte for byte, the half-close still
+:mod:`tests.helpers.netns`), the echo comes back byte for byte, the half-close still
 carries the stream's tail, TLS still works, and the idle timeout does not
 take a connection that is only waiting for retransmissions for an idle one.
 
@@ -30,20 +30,20 @@ import time
 import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.netns import (
+from tests.helpers import (
+    LOOPBACK,
+    ProcessResult,
+    clientCommand,
+    makePKI,
+    runProcessSync,
+    shortTempDir,
+)
+from tests.helpers.netns import (
     ECHO_CLIENT,
     Namespace,
     NamespacedServer,
     TCPCounters,
     startNamespacedServer,
-)
-from tests.support import (
-    LOOPBACK,
-    ProcessResult,
-    clientCommand,
-    makeTLSFiles,
-    runProcessSync,
-    shortTempDir,
 )
 
 KiB = 1024
@@ -121,7 +121,7 @@ class LossTestCase(SynchronousTestCase):
         chunk: int,
         interval: float = 0.0,
     ) -> dict[str, object]:
-        """:data:`tests.netns.ECHO_CLIENT` inside ``ns``: its JSON summary."""
+        """:data:`tests.helpers.netns.ECHO_CLIENT` inside ``ns``: its JSON summary."""
         result = runProcessSync(
             ns.command(
                 [
@@ -213,16 +213,13 @@ class TLSUnderLossTests(LossTestCase):
     """TLS over a lossy path: the handshake and the echo complete."""
 
     def assertTLSEchoed(self, percent: int, size: int) -> None:
-        tls = makeTLSFiles(self)
-        ns, server = self.startIn(
-            "--listen",
-            f"ssl:0:interface={LOOPBACK}:privateKey={tls.keyPath}:certKey={tls.certPath}",
-        )
+        pki = makePKI(self)
+        ns, server = self.startIn("--listen", pki.serverDescription())
         data = deterministic(size, b"tls-%d" % percent)
         ns.setLoss(percent)
         before = ns.counters()
         result, out, elapsed = self.runClient(
-            ns, data, "--connect", f"tls:{LOOPBACK}:{server.port}", "--cafile", tls.certPath
+            ns, data, "--connect", f"tls:{LOOPBACK}:{server.port}", "--cafile", pki.caCert
         )
         self.assertEqual(result.status, 0, result.err)
         self.assertEqual(len(out), len(data))

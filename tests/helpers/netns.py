@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.support import ServerProcess, processEnv, serverCommand
+from tests.helpers.processes import ServerProcess, processEnv, serverCommand
 
 #: Set (to anything but ``""`` or ``0``) to make a missing namespace facility
 #: a test failure instead of a skip.
