@@ -769,6 +769,31 @@ class SocketTests13(_SocketBase):
         await server.lost
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
 
+    async def test_peerLeavesWithoutReading(self) -> None:
+        """
+        A peer that sends close_notify and closes its socket without reading
+        our (large) answer: the answer meets a reset, the connection ends
+        with ConnectionLost, nothing hangs.
+        """
+        port = self.listen(lambda: HalfCloseRecorder(answer=b"x" * 5_000_000))
+        context = sslContext(self.pki, self.sslVersion)
+
+        def run() -> None:
+            with socket.create_connection((LOOPBACK, port), timeout=10) as raw:
+                tls = context.wrap_socket(raw, server_hostname="localhost")
+                tls.sendall(b"question")
+                tls.setblocking(False)
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    tls.unwrap()
+                tls.close()  # with the answer unread: the kernel resets
+
+        await threads.deferToThread(run)
+        server = cast(HalfCloseRecorder, self.servers[0])
+        await server.lost
+        self.assertEqual(server.data(), b"question")
+        self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
+        assertLost(self, server, ConnectionLost)
+
     async def test_pythonSSLServer(self) -> None:
         """
         Our client against a Python ssl server that reads to the end of input
