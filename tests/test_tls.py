@@ -33,8 +33,11 @@ from tcpproto._tls import (
     TLS_HANDSHAKE_TIMEOUT,
     TLS_NO_CERTIFICATE,
     ClientCAReactor,
+    HalfCloseTLSFactory,
+    HalfCloseTLSReactor,
     HandshakeGate,
     HandshakeGateFactory,
+    TLSClientEndpoint,
     _refusalReason,
     clientEndpoint,
     failureReason,
@@ -114,6 +117,31 @@ class ClientEndpointTests(SynchronousTestCase):
             "cannot load a client certificate",
         )
         self.assertRefused("tls:127.0.0.1:1", "cannot read", caFile="/nonexistent.pem")
+
+    def test_halfCloseEndpoint(self) -> None:
+        """The endpoint is tcpproto's, with half-close, whatever the trust roots."""
+        for caFile, description in (
+            (self.pki.caCert, "tls:127.0.0.1:1"),
+            (None, f"tls:localhost:1:trustRoots={self.pki.caDir}"),
+            (None, "tls:localhost:1"),  # the platform's trust store
+        ):
+            with self.subTest(caFile=caFile, description=description):
+                endpoint = clientEndpoint(reactor, description, caFile)
+                self.assertIsInstance(endpoint, TLSClientEndpoint)
+
+    def test_trustRootsDirectory(self) -> None:
+        """Twisted's trustRoots= (a directory of PEM files): errors on one line."""
+        empty = shortTempDir(self)
+        with open(os.path.join(empty, "notes.txt"), "w") as f:
+            f.write("no certificate here\n")
+        for directory, message in (
+            ("/nonexistent-dir", "cannot read /nonexistent-dir"),
+            (empty, "no PEM certificate found"),
+        ):
+            with self.subTest(directory=directory):
+                with self.assertRaises(ValueError) as caught:
+                    clientEndpoint(reactor, f"tls:localhost:1:trustRoots={directory}")
+                self.assertIn(message, str(caught.exception))
 
     def test_loadCertificates(self) -> None:
         directory = shortTempDir(self)
@@ -371,6 +399,53 @@ class MutualTLSTests(TestCase):
         self.assertEqual(timers.clock.getDelayedCalls(), [])
         await client.lost  # the server aborted, and logged why before closing
         self.assertEqual([e["reason"] for e in log.withEvent("refused")], [TLS_HANDSHAKE_TIMEOUT])
+
+
+class HalfCloseTLSReactorTests(SynchronousTestCase):
+    """``ssl:`` listeners get tcpproto's TLS layer (half-close) through the reactor adapter."""
+
+    def test_listenSSL(self) -> None:
+        from twisted.internet.ssl import CertificateOptions
+        from twisted.internet.testing import MemoryReactor
+
+        memory = MemoryReactor()
+        adapter = HalfCloseTLSReactor(memory)
+        context = CertificateOptions()
+        factory = Factory.forProtocol(ServerConnection)
+        adapter.listenSSL(7443, factory, context, 5, LOOPBACK)
+        port, tlsFactory, backlog, interface = memory.tcpServers[0]
+        self.assertEqual((port, backlog, interface), (7443, 5, LOOPBACK))
+        assert isinstance(tlsFactory, HalfCloseTLSFactory)
+        self.assertIs(tlsFactory.wrappedFactory, factory)
+        # Everything else is the wrapped reactor's.
+        self.assertEqual(adapter.listenTCP, memory.listenTCP)
+
+    def test_contextFactoryExtended(self) -> None:
+        """A wrapped reactor's ``wrapContextFactory`` (``--client-ca``) is applied."""
+        from twisted.internet.ssl import CertificateOptions
+
+        extended = CertificateOptions()
+
+        class Inner:
+            def __init__(self) -> None:
+                self.wrapped: list[object] = []
+                self.listened: list[object] = []
+
+            def wrapContextFactory(self, contextFactory: object) -> object:
+                self.wrapped.append(contextFactory)
+                return extended
+
+            def listenTCP(
+                self, port: int, factory: object, backlog: int = 50, interface: str = ""
+            ) -> object:
+                self.listened.append(factory)
+                return object()
+
+        inner = Inner()
+        context = object()
+        HalfCloseTLSReactor(inner).listenSSL(7443, Factory.forProtocol(ServerConnection), context)
+        self.assertEqual(inner.wrapped, [context])
+        self.assertIsInstance(inner.listened[0], HalfCloseTLSFactory)
 
 
 class WriteOrderTests(TestCase):
