@@ -509,6 +509,39 @@ class InMemoryTests13(SynchronousTestCase):
         self.assertEqual(client.events, ["writeConnectionLost"])
         self.assertEqual(server.events, ["readConnectionLost"])
 
+    def test_loseWriteConnectionNotHalfCloseable(self) -> None:
+        """
+        A protocol that is not half-closeable may still end its side: it is
+        not told (no writeConnectionLost), gets the answer, and the server's
+        close_notify closes the connection.
+        """
+
+        class Asker(Recorder):
+            def connectionMade(self) -> None:
+                assert self.transport is not None
+                self.transport.write(b"q")
+                cast(Any, self.transport).loseWriteConnection()
+
+        client = Asker()
+        server = HalfCloseRecorder(answer=b"a")
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
+        self.assertEqual(client.data(), b"a[1]")
+        self.assertEqual(client.events, ["connectionLost"])
+        assertLost(self, client, ConnectionDone)
+
+    def test_abortOutsideDelivery(self) -> None:
+        """abortConnection between deliveries: a reset, nothing more is sent."""
+        client = HalfCloseRecorder(send=b"q")
+        server = HalfCloseRecorder()
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
+        pair.server.abortConnection()
+        pair.server.write(b"late")
+        pair.pipe.flush()
+        self.assertEqual(client.data(), b"")
+        assertLost(self, client, ConnectionLost)
+
     def test_abortDuringDelivery(self) -> None:
         """Writes collected during a delivery are dropped by abortConnection."""
 
