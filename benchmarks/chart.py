@@ -22,8 +22,17 @@ VALUE_W = 120
 PANELS = [
     ("pp100_msgs", "ping-pong, 100 connections x 1 KiB", "medians", "msg/s", True),
     ("pp1_msgs", "ping-pong, 1 connection x 64 B", "medians", "msg/s", True),
+    (
+        "py10x1KiB_msgs",
+        "ping-pong, 10 Python client processes x 1 KiB, sharing the CPUs",
+        "medians",
+        "msg/s",
+        True,
+    ),
     ("stream_mb_s", "verified stream, half-closed at the end", "medians", "MB/s", True),
-    ("pp100_cpu_us", "server CPU per 1 KiB message", "medians", "us", False),
+    ("c1x64B_cpu_us", "server CPU per message, 1 connection x 64 B", "medians", "us", False),
+    ("c10x1KiB_cpu_us", "server CPU per message, 10 connections x 1 KiB", "medians", "us", False),
+    ("pp100_cpu_us", "server CPU per message, 100 connections x 1 KiB", "medians", "us", False),
     ("slowmany_kib", "RSS growth per slow reader, 1,000 at once", "memory", "KiB", False),
     ("idle_kib", "RSS per idle connection, 10,000 open", "memory", "KiB", False),
 ]

@@ -787,7 +787,7 @@ def goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     )
     m = data.get("memory", {}).get(PROJECT, {})
     v = m.get("slowmany_kib")
-    n = m.get("slowmany_conns")
+    n = m.get("slowmany_conns", "many")
     add(
         f"{n} slow readers: growth per connection",
         v,
@@ -796,7 +796,7 @@ def goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         " KiB",
     )
     v = m.get("idle_kib")
-    n = m.get("idle_conns")
+    n = m.get("idle_conns", "many")
     add(
         f"{n} idle connections: RSS per connection",
         v,
@@ -916,12 +916,12 @@ def pathTable(data: dict[str, Any]) -> list[str]:
         "| CPU us/msg | ref CPU | CPU | p99 us | ref p99 | p99 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for title, mine, ref, refName in rows:
+    for title, measured, reference, refName in rows:
         for n, z in PATH_POINTS:
             k = pointKey("", n, z)
             cells = []
             for f in ("_msgs", "_cpu_us", "_p99_us"):
-                a, b = mine.get(k + f), ref.get(k + f)
+                a, b = measured.get(k + f), reference.get(k + f)
                 r = ratio(a, b)
                 cells += [fmt(a), fmt(b), "-" if r is None else f"{r:.2f}x"]
             out.append(

@@ -12,7 +12,9 @@ Each level is a reactor class; run any Twisted server on one:
   ``tcpproto.reactor.LeanEPollReactor`` is now;
 - ``read``: + a plain TCP connection's ``doRead``/``_dataReceived`` inlined
   (not adopted: 1.5% fewer instructions per message, for a dependence on
-  two more private methods).
+  two more private methods);
+- ``readinto``: ``read``, receiving into one reused buffer and copying what
+  came into a ``bytes`` (dataReceived may keep it) (not adopted either).
 
 benchmarks/RESULTS.md has what each level measured (callgrind instructions
 per message, and server CPU per message).
@@ -176,11 +178,86 @@ class ReadReactor(LoopReactor):
                     general(selectable, fd, event)
 
 
+class ReadIntoReactor(LoopReactor):
+    """Level ``readinto``: ``read``, receiving into one reused buffer (then copied to bytes)."""
+
+    def _iterate(self) -> None:
+        seconds = self.seconds
+        poll = self._poller.poll
+        selectables = self._selectables
+        general = self._doReadOrWrite
+        plain: dict[type, bool] = {}
+        buffer = bytearray(1 << 16)
+        view = memoryview(buffer)
+        from twisted.internet import main
+
+        LOST, DONE = main.CONNECTION_LOST, main.CONNECTION_DONE
+        while self._started:
+            if (
+                self.threadCallQueue
+                or self._newTimedCalls
+                or self._justStopped
+                or self._cancellations > 50
+            ):
+                self.runUntilCurrent()
+                t = self.running and self.timeout()
+            else:
+                pending = self._pendingTimedCalls
+                if pending:
+                    delay = pending[0].time - seconds()
+                    if delay <= 0:
+                        self.runUntilCurrent()
+                        t = self.running and self.timeout()
+                    else:
+                        t = self.running and (delay if delay < _LONGEST else _LONGEST)
+                else:
+                    t = self.running and None
+            try:
+                events = poll(-1 if t is None else t, len(selectables))
+            except OSError as err:
+                if err.errno == errno.EINTR:
+                    continue
+                raise
+            for fd, event in events:
+                selectable = selectables.get(fd)
+                if selectable is None:
+                    continue
+                if event == EPOLLIN and selectable.fileno() != -1:
+                    kind = type(selectable)
+                    fast = plain.get(kind)
+                    if fast is None:
+                        fast = plain[kind] = (
+                            kind.doRead is TCP_DO_READ and kind._dataReceived is TCP_DATA_RECEIVED
+                        )
+                    try:
+                        if fast:
+                            try:
+                                n = selectable.socket.recv_into(buffer)
+                                data = view[:n].tobytes()
+                            except OSError as se:
+                                why = None if se.args[0] == errno.EAGAIN else LOST
+                            else:
+                                if data:
+                                    selectable.protocol.dataReceived(data)
+                                    continue
+                                why = DONE
+                        else:
+                            why = selectable.doRead()
+                    except BaseException:
+                        why = sys.exc_info()[1]
+                        log.err()
+                    if why:
+                        self._disconnectSelectable(selectable, why, True)
+                else:
+                    general(selectable, fd, event)
+
+
 LEVELS: dict[str, Any] = {
     "dispatch": DispatchReactor,
     "loop": LoopReactor,
     "inline": LeanEPollReactor,
     "read": ReadReactor,
+    "readinto": ReadIntoReactor,
 }
 
 if __name__ == "__main__":
