@@ -474,6 +474,10 @@ def _checkEndpoint(option: str, description: str) -> None:
 
     memory = MemoryReactorClock()
     endpoint = _parseEndpoint(option, memory, description)
+    if _kind(description) not in ("tcp", "tcp6", "ssl"):
+        # Only these take a port; "listening" on others may act (a systemd:
+        # endpoint closes the descriptor it adopts).
+        return
     try:
         endpoint.listen(Factory())
     except Exception:
@@ -484,6 +488,14 @@ def _checkEndpoint(option: str, description: str) -> None:
 
 
 _BACKLOG_KINDS = ("tcp", "tcp6", "ssl", "unix")
+
+
+def _kind(description: str) -> str:
+    """The endpoint type of ``description``, under any ``proxy:``/``haproxy:`` prefix."""
+    kind, _, rest = description.partition(":")
+    while kind in ("proxy", "haproxy"):
+        kind, _, rest = rest.partition(":")
+    return kind
 
 
 def defaultBacklog(maxConnections: int) -> int:
@@ -505,10 +517,7 @@ def _withBacklog(description: str, backlog: int) -> tuple[str, int | None]:
     does not set it, and the backlog it will have (``None``: not ours to say,
     as for ``systemd:`` sockets, listening before we start).
     """
-    kind = description
-    while kind.split(":", 1)[0] in ("proxy", "haproxy"):
-        kind = kind.split(":", 1)[1] if ":" in kind else ""
-    if kind.split(":", 1)[0] not in _BACKLOG_KINDS:
+    if _kind(description) not in _BACKLOG_KINDS:
         return description, None
     given = re.search(r"(?:^|:)backlog=(\d+)(?::|$)", description)
     if given is not None:
