@@ -16,7 +16,8 @@ without root or without the ``ip``/``nft`` commands (CI sets
 ``TCPPROTO_REQUIRE_NETNS=1``, which turns the skip into a failure).
 
 These tests block (the server and client are other processes), so they are
-synchronous test cases; the slow ones (30 % loss) are marked ``stress``.
+synchronous test cases; the slow ones (30 % loss, and the paced stream that
+must outlast the idle timeout) are marked ``stress``.
 """
 
 from __future__ import annotations
@@ -239,6 +240,7 @@ class IdleTimeoutUnderLossTests(LossTestCase):
 
     IDLE_TIMEOUT = 3.0
 
+    @pytest.mark.stress
     def test_retransmittingIsNotIdle(self) -> None:
         """
         A client streams for more than twice the idle timeout at 10 % loss
