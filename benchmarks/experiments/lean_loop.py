@@ -260,8 +260,48 @@ LEVELS: dict[str, Any] = {
     "readinto": ReadIntoReactor,
 }
 
+
+def inlineSend() -> None:
+    """
+    ``--inline-send``: ``ServerConnection.send`` with the write-through inline
+    again (as before issue 9 moved it into ``tcpproto._twisted.writeThrough``),
+    to measure what that call costs per message.  Experiment only.
+    """
+    from tcpproto.connection import ServerConnection
+
+    original = ServerConnection.send
+
+    def send(self: Any, data: bytes) -> None:
+        sock = self._sock
+        if sock is not None:
+            t = self.transport
+            if (
+                t.connected
+                and not t._tempDataLen
+                and not t.dataBuffer
+                and not t._writeDisconnected
+            ):
+                n = len(data)
+                self.bytesOut += n
+                try:
+                    sent = sock.send(data)
+                except OSError:
+                    sent = 0
+                if sent == n:
+                    return
+                self.bytesOut -= n
+                data = data[sent:]
+        original(self, data)
+
+    ServerConnection.send = send  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
     from twisted.internet.main import installReactor
+
+    if "--inline-send" in sys.argv:
+        sys.argv.remove("--inline-send")
+        inlineSend()
 
     level = sys.argv[1]
     argv = sys.argv[sys.argv.index("--") + 1 :]
