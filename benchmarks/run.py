@@ -2,8 +2,8 @@
 """
 tcpproto's benchmark suite: ``twistd tcpecho`` side by side with its peers.
 
-    python benchmarks/run.py            # the full run (about 10 minutes)
-    python benchmarks/run.py --smoke    # CI: every workload, short, checked (under 2 minutes)
+    python benchmarks/run.py            # the full run (about 15-20 minutes)
+    python benchmarks/run.py --smoke    # CI: every workload, short, checked (about 70 s)
 
 Each server runs pinned to CPU 0; the load generator (``loadgen.c``, built
 with ``cc`` on first use) runs on CPU 1.  Servers are interleaved over
