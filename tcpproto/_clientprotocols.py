@@ -62,7 +62,7 @@ class ClientProtocol(Protocol):
     ends its side.  A server may also end its side first and still read, as
     TCP allows: we then go on sending until the end of our input, and close.
     If it had in fact closed the whole connection, what we still send is
-    refused with a reset and :attr:`done` fails with :class:`InputNotSent`.
+    refused with a reset and ``done`` fails with :class:`InputNotSent`.
 
     :param output: where the server's bytes go: any
         :class:`~twisted.internet.interfaces.IConsumer` (a stdio transport,

@@ -292,10 +292,11 @@ class ServerConnection(Protocol):
 
         If our output is not drained (the peer reads slowly), we wait for it
         to drain before the FIN, still not reading (the timers that called
-        us bound the wait).  The lingering phase itself is bounded, as
-        Apache bounds it: a peer that has not closed :data:`LINGER_TIMEOUT`
-        seconds after our FIN, or that sends more than
-        :data:`LINGER_MAX_BYTES` meanwhile, is cut (RST).
+        us bound the wait).  Under a factory with hooks (a
+        :class:`ServerFactory`) the lingering phase itself is bounded, as
+        Apache bounds it: a peer that has not closed ``LINGER_TIMEOUT`` (2)
+        seconds after our FIN, or that sends more than ``LINGER_MAX_BYTES``
+        (16 MiB) meanwhile, is cut (RST).
         """
         if self.closeReason is None:
             self.closeReason = reason
@@ -318,19 +319,26 @@ class ServerConnection(Protocol):
             self._readSide.resumeProducing()
         assert self.transport is not None
         halfCloseOrClose(self.transport)
-        if canHalfClose(self.transport):
+        # The bounds are a limit, which the factory adds (a connection under
+        # a plain Twisted factory lingers until the peer closes).  A
+        # transport that cannot half-close was closed instead, once its
+        # buffer is sent: no lingering, and the caller's timers bound it.
+        if self._hooks is not None and canHalfClose(self.transport):
             clock = defaultClock(getattr(self._hooks, "clock", None))
             self._lingerCall = clock.callLater(LINGER_TIMEOUT, self._lingerOver, "time")
-        # (A transport that cannot half-close was closed instead, once its
-        # buffer is sent: no lingering, and the caller's timers bound it.)
 
     def discard(self, data: bytes) -> None:
         """
         ``data`` arrived while lingering: drop it, counting it; cut the
-        connection once the peer has sent :data:`LINGER_MAX_BYTES`.
+        connection once the peer has sent more than 16 MiB
+        (``LINGER_MAX_BYTES``).
         """
         self.discarded += len(data)
-        if self.discarded > LINGER_MAX_BYTES and self._lingerCut is None:
+        if (
+            self.discarded > LINGER_MAX_BYTES
+            and self._lingerCut is None
+            and self._hooks is not None
+        ):
             self._lingerOver("bytes")
 
     def _lingerOver(self, limit: str) -> None:
