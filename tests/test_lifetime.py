@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tcpproto import EchoFactory, ThankYouFactory
+from tcpproto import EchoFactory, ThankYouFactory, ThankYouProtocol
 from tcpproto._vocabulary import LINGER_MAX_BYTES, LINGER_TIMEOUT
 from tcpproto.connection import DEFAULT_MAX_LIFETIME, LIFETIME_GRACE, MAX_LIFETIME
 from tcpproto.tap import Options, makeFactory
@@ -162,3 +163,21 @@ class LingeringCloseTests(SynchronousTestCase):
         proto.connectionLost(Failure(ConnectionDone()))
         [close] = self.log.withEvent("close")
         self.assertEqual(close["linger_limit"], "time")
+
+    def test_plainFactoryNoBounds(self) -> None:
+        """
+        Under a plain Twisted factory (no hooks) the protocol lingers as
+        before, with no timer: the bounds are a limit, which ServerFactory adds.
+        """
+
+        class Once(ThankYouProtocol):
+            once = True
+
+        transport = HalfCloseableStringTransport()
+        proto, _ = connect(Factory.forProtocol(Once), transport)
+        proto.dataReceived(b"hello")
+        self.assertTrue(transport.writeDisconnecting)
+        proto.dataReceived(b"x" * (LINGER_MAX_BYTES + 1))
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(proto.discarded, LINGER_MAX_BYTES + 1)
+        proto.connectionLost(Failure(ConnectionDone()))
