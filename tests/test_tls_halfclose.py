@@ -48,7 +48,7 @@ from tcpproto._halfclose import canHalfClose
 from tcpproto._tls import HalfCloseTLSFactory, TLSClientEndpoint
 from tcpproto._twisted import TLS_HALF_CLOSE_NAMES, HalfCloseTLSProtocol
 from tcpproto.testing import MemoryPipe, MemoryTransport
-from tests.helpers import LOOPBACK, runProcess
+from tests.helpers import LOOPBACK, ProcessResult, runProcess
 from tests.helpers.pki import PKI, makePKI
 
 # -- certificates ------------------------------------------------------------
@@ -142,6 +142,7 @@ class Echo(Recorder):
 
 
 @implementer(IHalfCloseableProtocol)
+@dataclass(eq=False)
 class HalfCloseRecorder(Recorder):
     """
     A half-closeable recorder.
@@ -149,21 +150,17 @@ class HalfCloseRecorder(Recorder):
     :param send: written once the connection is made.
     :param halfClose: then ``loseWriteConnection``.
     :param answer: on the peer's end of input, write this (``None``: nothing)
-        followed by a summary of what was received, and close.
+        followed by a summary of what was received.
+    :param closeOnEnd: and then close.
     """
 
-    def __init__(
-        self,
-        send: bytes = b"",
-        halfClose: bool = False,
-        answer: bytes | None = None,
-        closeOnEnd: bool = True,
-    ) -> None:
+    send: bytes = b""
+    halfClose: bool = False
+    answer: bytes | None = None
+    closeOnEnd: bool = True
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.send = send
-        self.halfClose = halfClose
-        self.answer = answer
-        self.closeOnEnd = closeOnEnd
 
     def connectionMade(self) -> None:
         assert self.transport is not None
@@ -185,6 +182,20 @@ class HalfCloseRecorder(Recorder):
 
     def writeConnectionLost(self) -> None:
         self.events.append("writeConnectionLost")
+
+
+@implementer(IHalfCloseableProtocol)
+class LateWriter(HalfCloseRecorder):
+    """
+    Writes ``answer`` after the peer's end of input, then ends its own side
+    in turn (``loseWriteConnection``) instead of closing.
+    """
+
+    def readConnectionLost(self) -> None:
+        self.events.append("readConnectionLost")
+        assert self.transport is not None
+        self.transport.write(self.answer or b"")
+        cast(Any, self.transport).loseWriteConnection()
 
 
 @dataclass
@@ -229,6 +240,23 @@ def assertBothHalvesThenLost(testCase: SynchronousTestCase, proto: Recorder) -> 
     testCase.assertEqual(proto.events[2:], ["connectionLost"])
 
 
+def readToEnd(tls: ssl.SSLSocket) -> bytes:
+    """
+    Everything a blocking Python :mod:`ssl` socket receives up to the peer's
+    ``close_notify`` (``SSLZeroReturnError``) or a bare end of stream.
+    """
+    chunks = []
+    while True:
+        try:
+            data = tls.recv(65536)
+        except ssl.SSLZeroReturnError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 def negotiated(tls: TLSMemoryBIOProtocol) -> str:
     return cast(str, tls.getHandle().get_protocol_version_name())
 
@@ -245,11 +273,19 @@ class InMemoryTests13(SynchronousTestCase):
     def setUp(self) -> None:
         self.pki = makePKI(self)
 
+    def handshake(self, client: IProtocol, server: IProtocol) -> TLSPair:
+        """
+        ``client`` and ``server`` over the version under test, with everything
+        either wrote (the handshake, and what followed it) delivered.
+        """
+        pair = tlsPair(self.pki, self.version, client, server)
+        pair.pipe.flush()
+        return pair
+
     def test_versionNegotiated(self) -> None:
         """The pair speaks the version under test."""
         client, server = HalfCloseRecorder(), HalfCloseRecorder()
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         self.assertEqual(negotiated(pair.client), self.versionName)
         self.assertEqual(negotiated(pair.server), self.versionName)
 
@@ -261,8 +297,7 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"abc\ndef", halfClose=True)
         server = HalfCloseRecorder(answer=b"tail:")
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         self.assertEqual(server.data(), b"abc\ndef")
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         self.assertEqual(client.data(), b"tail:[7]")
@@ -279,8 +314,7 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(halfClose=True)
         server = HalfCloseRecorder(answer=b"")
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        self.handshake(client, server)
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         self.assertEqual(client.data(), b"[0]")
         assertLost(self, client, ConnectionDone)
@@ -291,19 +325,9 @@ class InMemoryTests13(SynchronousTestCase):
         readConnectionLost, goes on writing, then half-closes: the server
         reads it all, and both close_notify alerts close the connection.
         """
-
-        @implementer(IHalfCloseableProtocol)
-        class Talker(HalfCloseRecorder):
-            def readConnectionLost(self) -> None:
-                self.events.append("readConnectionLost")
-                assert self.transport is not None
-                self.transport.write(b"more " * 1000)
-                cast(Any, self.transport).loseWriteConnection()
-
         server = HalfCloseRecorder(send=b"hello", halfClose=True, closeOnEnd=False)
-        client = Talker(closeOnEnd=False)
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        client = LateWriter(answer=b"more " * 1000)
+        self.handshake(client, server)
         self.assertEqual(client.data(), b"hello")
         self.assertEqual(server.data(), b"more " * 1000)
         assertBothHalvesThenLost(self, server)
@@ -320,8 +344,7 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"x", halfClose=True)
         server = Echo()
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        self.handshake(client, server)
         self.assertEqual(client.data(), b"x")
         self.assertEqual(server.events, ["connectionLost"])
         assertLost(self, server, ConnectionDone)
@@ -344,8 +367,7 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = HalfCloseRecorder()
         server = Chatty()
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         before = len(pair.pipe.serverTransport.outgoing)
         assert pair.client.transport is not None
         pair.client.write(b"ordered")
@@ -375,8 +397,7 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = Leaver(send=b"question", halfClose=True)
         server = HalfCloseRecorder(answer=b"x" * 100_000, closeOnEnd=False)
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        self.handshake(client, server)
         self.assertEqual(server.data(), b"question")
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         assertLost(self, server, ConnectionLost)
@@ -385,8 +406,7 @@ class InMemoryTests13(SynchronousTestCase):
         """A reset in the middle of the stream: ConnectionLost, nothing else."""
         client = HalfCloseRecorder(send=b"partial")
         server = HalfCloseRecorder()
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         pair.pipe.clientTransport.abortConnection()
         pair.pipe.flush()
         self.assertEqual(server.events, ["connectionLost"])
@@ -399,8 +419,7 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"cut")
         server = HalfCloseRecorder(answer=b"never")
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         pair.pipe.clientTransport.loseWriteConnection()  # the TCP transport's, under TLS
         pair.pipe.flush()
         self.assertEqual(server.data(), b"cut")
@@ -411,8 +430,7 @@ class InMemoryTests13(SynchronousTestCase):
         """Whatever arrives after the peer's close_notify is ignored (RFC 8446 6.1)."""
         client = HalfCloseRecorder(send=b"a", halfClose=True)
         server = HalfCloseRecorder(closeOnEnd=False)
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         self.assertEqual(server.events, ["readConnectionLost"])
         pair.server.dataReceived(b"\x17\x03\x03\x00\x05junk!")
         self.assertEqual(server.data(), b"a")
@@ -427,8 +445,7 @@ class InMemoryTests13(SynchronousTestCase):
         """After loseWriteConnection nothing more is sent (as over TCP), and nothing breaks."""
         client = HalfCloseRecorder(send=b"one", halfClose=True)
         server = HalfCloseRecorder(answer=b"")
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         pair.client.write(b"two")
         self.assertEqual(server.data(), b"one")
 
@@ -448,8 +465,7 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = HalfCloseRecorder()
         server = HalfCloseRecorder(answer=b"", closeOnEnd=True)
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         pair.client.registerProducer(Producer(), True)
         pair.client.write(b"body")
         pair.client.loseWriteConnection()
@@ -478,8 +494,7 @@ class InMemoryTests13(SynchronousTestCase):
         """
         client = HalfCloseRecorder(send=b"q")
         server = HalfCloseRecorder(answer=b"a")
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
 
         class NoHalfClose:
             def __init__(self, inner: MemoryTransport) -> None:
@@ -502,8 +517,7 @@ class InMemoryTests13(SynchronousTestCase):
         """A second loseWriteConnection does nothing."""
         client = HalfCloseRecorder(send=b"q", halfClose=True)
         server = HalfCloseRecorder(closeOnEnd=False)
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         pair.client.loseWriteConnection()
         pair.pipe.flush()
         self.assertEqual(client.events, ["writeConnectionLost"])
@@ -524,8 +538,7 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = Asker()
         server = HalfCloseRecorder(answer=b"a")
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        self.handshake(client, server)
         self.assertEqual(client.data(), b"a[1]")
         self.assertEqual(client.events, ["connectionLost"])
         assertLost(self, client, ConnectionDone)
@@ -534,8 +547,7 @@ class InMemoryTests13(SynchronousTestCase):
         """abortConnection between deliveries: a reset, nothing more is sent."""
         client = HalfCloseRecorder(send=b"q")
         server = HalfCloseRecorder()
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        pair = self.handshake(client, server)
         pair.server.abortConnection()
         pair.server.write(b"late")
         pair.pipe.flush()
@@ -554,8 +566,7 @@ class InMemoryTests13(SynchronousTestCase):
 
         client = HalfCloseRecorder(send=b"go")
         server = Aborter()
-        pair = tlsPair(self.pki, self.version, client, server)
-        pair.pipe.flush()
+        self.handshake(client, server)
         self.assertEqual(client.data(), b"")
         assertLost(self, client, ConnectionLost)
 
@@ -577,8 +588,7 @@ class InMemoryTests13(SynchronousTestCase):
                 gate = HandshakeGateFactory(factory, clock=Clock())
                 server = gate.buildProtocol(IPv4Address("TCP", LOOPBACK, 40000))
                 client = HalfCloseRecorder(send=sent, halfClose=True)
-                pair = tlsPair(self.pki, self.version, client, server)
-                pair.pipe.flush()
+                self.handshake(client, server)
                 self.assertEqual(client.data(), expected)
                 assertLost(self, client, ConnectionDone)
 
@@ -712,6 +722,40 @@ class _SocketBase(TestCase):
         factory.buildProtocol = lambda addr: proto  # type: ignore[method-assign]
         await endpoint.connect(factory)
 
+    async def serverLost(self) -> HalfCloseRecorder:
+        """The first connection's server protocol, once that connection is lost."""
+        server = cast(HalfCloseRecorder, self.servers[0])
+        await server.lost
+        return server
+
+    async def sClient(self, port: int, stdin: bytes, *flags: str) -> ProcessResult:
+        """
+        ``openssl s_client -quiet`` to our server on ``port``, speaking the
+        version under test, verifying its certificate against our CA, with
+        ``stdin`` as its input and ``flags`` added; skips without ``openssl``.
+        """
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            self.skipTest("openssl is not installed")
+        versionFlag = "-tls1_3" if self.version == TLSVersion.TLSv1_3 else "-tls1_2"
+        return await runProcess(
+            [
+                openssl,
+                "s_client",
+                "-connect",
+                f"{LOOPBACK}:{port}",
+                "-servername",
+                "localhost",
+                "-CAfile",
+                self.pki.caCert,
+                "-verify_return_error",
+                versionFlag,
+                "-quiet",
+                *flags,
+            ],
+            stdin=stdin,
+        )
+
 
 class SocketTests13(_SocketBase):
     """Half-close over TLS on 127.0.0.1, TLS 1.3."""
@@ -726,8 +770,7 @@ class SocketTests13(_SocketBase):
         client = HalfCloseRecorder(send=b"abc\ndef", halfClose=True)
         await self.connect(port, client)
         await client.lost
-        server = cast(HalfCloseRecorder, self.servers[0])
-        await server.lost
+        server = await self.serverLost()
         self.assertEqual(client.data(), b"tail:[7]")
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         self.assertEqual(
@@ -748,20 +791,10 @@ class SocketTests13(_SocketBase):
         port = self.listen(
             lambda: HalfCloseRecorder(send=b"banner", halfClose=True, closeOnEnd=True)
         )
-
-        @implementer(IHalfCloseableProtocol)
-        class Late(HalfCloseRecorder):
-            def readConnectionLost(self) -> None:
-                self.events.append("readConnectionLost")
-                assert self.transport is not None
-                self.transport.write(b"late " * 20000)
-                cast(Any, self.transport).loseWriteConnection()
-
-        client = Late()
+        client = LateWriter(answer=b"late " * 20000)
         await self.connect(port, client)
         await client.lost
-        server = cast(HalfCloseRecorder, self.servers[0])
-        await server.lost
+        server = await self.serverLost()
         self.assertEqual(client.data(), b"banner")
         self.assertEqual(server.data(), b"late " * 20000)
         assertLost(self, client, ConnectionDone)
@@ -784,22 +817,12 @@ class SocketTests13(_SocketBase):
                 with contextlib.suppress(ssl.SSLWantReadError):
                     tls.unwrap()  # sends close_notify; the peer's has not come yet
                 tls.settimeout(10)
-                chunks = []
-                while True:
-                    try:
-                        data = tls.recv(65536)
-                    except ssl.SSLZeroReturnError:
-                        break
-                    if not data:
-                        break
-                    chunks.append(data)
-                return b"".join(chunks), version
+                return readToEnd(tls), version
 
         answer, version = await threads.deferToThread(run)
         self.assertEqual(version, self.versionName)
         self.assertEqual(answer, b"tail:[7]")
-        server = cast(HalfCloseRecorder, self.servers[0])
-        await server.lost
+        server = await self.serverLost()
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
 
     async def test_peerLeavesWithoutReading(self) -> None:
@@ -822,8 +845,7 @@ class SocketTests13(_SocketBase):
                 tls.close()  # with the answer unread: the kernel resets
 
         await threads.deferToThread(run)
-        server = cast(HalfCloseRecorder, self.servers[0])
-        await server.lost
+        server = await self.serverLost()
         self.assertEqual(server.data(), b"question")
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         assertLost(self, server, ConnectionLost)
@@ -848,16 +870,7 @@ class SocketTests13(_SocketBase):
             with conn:
                 tls = context.wrap_socket(conn, server_side=True)
                 tls.settimeout(10)
-                received = []
-                while True:
-                    try:
-                        data = tls.recv(65536)
-                    except ssl.SSLZeroReturnError:
-                        break
-                    if not data:
-                        break
-                    received.append(data)
-                body = b"".join(received)
+                body = readToEnd(tls)
                 tls.sendall(b"got " + body)
                 tls.unwrap()
                 return body
@@ -880,31 +893,10 @@ class SocketTests13(_SocketBase):
         without printing it; ``-quiet`` alone means ``-ign_eof``: no
         close_notify at the end of input, it waits for the server to close.)
         """
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            self.skipTest("openssl is not installed")
         port = self.listen(lambda: HalfCloseRecorder(answer=b"tail:"))
-        versionFlag = "-tls1_3" if self.version == TLSVersion.TLSv1_3 else "-tls1_2"
-        result = await runProcess(
-            [
-                openssl,
-                "s_client",
-                "-connect",
-                f"{LOOPBACK}:{port}",
-                "-servername",
-                "localhost",
-                "-CAfile",
-                self.pki.caCert,
-                "-verify_return_error",
-                versionFlag,
-                "-quiet",
-                "-no_ign_eof",
-            ],
-            stdin=b"abc\ndef",
-        )
+        result = await self.sClient(port, b"abc\ndef", "-no_ign_eof")
         self.assertIn(b"DONE", result.err)
-        server = cast(HalfCloseRecorder, self.servers[0])
-        await server.lost
+        server = await self.serverLost()
         self.assertEqual(server.data(), b"abc\ndef")
         self.assertEqual(server.events, ["readConnectionLost", "connectionLost"])
         assertLost(self, server, ConnectionDone)
@@ -915,9 +907,6 @@ class SocketTests13(_SocketBase):
         input ends: it prints everything our server sends before the
         server's close_notify, then exits 0.
         """
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            self.skipTest("openssl is not installed")
 
         @implementer(IHalfCloseableProtocol)
         class Greeter(HalfCloseRecorder):
@@ -929,23 +918,7 @@ class SocketTests13(_SocketBase):
                     self.transport.loseConnection()
 
         port = self.listen(Greeter)
-        versionFlag = "-tls1_3" if self.version == TLSVersion.TLSv1_3 else "-tls1_2"
-        result = await runProcess(
-            [
-                openssl,
-                "s_client",
-                "-connect",
-                f"{LOOPBACK}:{port}",
-                "-servername",
-                "localhost",
-                "-CAfile",
-                self.pki.caCert,
-                "-verify_return_error",
-                versionFlag,
-                "-quiet",
-            ],
-            stdin=b"hello\n",
-        )
+        result = await self.sClient(port, b"hello\n")
         self.assertEqual(result.out, b"you said: hello\n", result.err)
 
 
