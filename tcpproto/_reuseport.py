@@ -36,8 +36,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import ServerFactory
 from twisted.plugin import IPlugin
-from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface import implementer
 
+from tcpproto._tls import HalfCloseTLSReactor
 from tcpproto._twisted import ReusePortPort
 from tcpproto._wrapping import unparseEndpoint
 
@@ -95,13 +96,15 @@ def _listenWithPortSubclass(
     return p
 
 
-class ReusePortReactor:
+class ReusePortReactor(HalfCloseTLSReactor):
     """
     The given reactor, except that TCP and TLS listeners set ``SO_REUSEPORT``.
 
     Pass it where an endpoint wants a reactor: the endpoint then listens
     through :func:`listenTCPReusePort`.  Every other method and interface is
-    the wrapped reactor's.
+    the wrapped reactor's.  ``listenSSL`` is what the reactor's own does (TLS
+    in memory over a TCP port), with this ``listenTCP`` underneath and
+    tcpproto's TLS layer, with half-close (:class:`~tcpproto._tls.HalfCloseTLSReactor`).
 
     Why a reactor adapter: Twisted's ``tcp:``, ``tcp6:`` and ``ssl:``
     endpoints take no socket options and call ``reactor.listenTCP`` (or
@@ -109,38 +112,10 @@ class ReusePortReactor:
     on this adapter, which is the only place left to set the option.
     """
 
-    def __init__(self, reactor: Any) -> None:
-        self._reactor = reactor
-        directlyProvides(self, providedBy(reactor))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
-
     def listenTCP(
         self, port: int, factory: ServerFactory, backlog: int = 50, interface: str = ""
     ) -> IListeningPort:
         return listenTCPReusePort(self._reactor, port, factory, backlog, interface)
-
-    def listenSSL(
-        self,
-        port: int,
-        factory: ServerFactory,
-        contextFactory: Any,
-        backlog: int = 50,
-        interface: str = "",
-    ) -> IListeningPort:
-        # What the reactor's own listenSSL does (TLS in memory over a TCP
-        # port), with our listenTCP underneath.  A wrapped reactor that
-        # extends the context factory (tcpproto._tls.ClientCAReactor) says
-        # so with wrapContextFactory, so that the two compose in either order.
-        # The TLS layer is tcpproto's, with half-close (tcpproto._tls).
-        from tcpproto._tls import HalfCloseTLSFactory
-
-        wrapContext = getattr(self._reactor, "wrapContextFactory", None)
-        if wrapContext is not None:
-            contextFactory = wrapContext(contextFactory)
-        tlsFactory: Any = HalfCloseTLSFactory(contextFactory, False, factory)
-        return self.listenTCP(port, tlsFactory, backlog, interface)
 
 
 class ReusePortTCP4ServerEndpoint(endpoints.TCP4ServerEndpoint):

@@ -316,14 +316,20 @@ class HalfCloseTLSReactor:
     """
     The given reactor, except that ``listenSSL`` (which ``ssl:`` endpoints
     call) listens with a :class:`HalfCloseTLSFactory`: TLS in memory over
-    the wrapped reactor's ``listenTCP``, as the reactor's own ``listenSSL``
-    does, with half-close.
+    :meth:`listenTCP` (the wrapped reactor's), as the reactor's own
+    ``listenSSL`` does, with half-close.  Every other method and interface
+    is the wrapped reactor's.
 
     Why a reactor adapter: the ``ssl:`` endpoint builds its TLS layer inside
     ``reactor.listenSSL``, and Twisted offers no way to choose that layer's
-    protocol class; the ``listenSSL`` call is the one place left.  A wrapped
-    reactor that extends the context factory (:class:`ClientCAReactor`)
-    says so with ``wrapContextFactory``, which is applied here too.
+    protocol class; the ``listenSSL`` call is the one place left.
+
+    The other adapters on the listening side extend this one, so that they
+    compose in any order: :class:`ClientCAReactor` extends the context
+    factory (:meth:`wrapContextFactory`),
+    :class:`~tcpproto._reuseport.ReusePortReactor` the TCP port
+    (``listenTCP``); ``listenSSL`` applies every ``wrapContextFactory`` of
+    the stack, then listens through the stack's ``listenTCP``.
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -333,6 +339,11 @@ class HalfCloseTLSReactor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
+    def wrapContextFactory(self, contextFactory: Any) -> Any:
+        """``contextFactory`` as the reactors below this one extend it (or unchanged)."""
+        inner = getattr(self._reactor, "wrapContextFactory", None)
+        return contextFactory if inner is None else inner(contextFactory)
+
     def listenSSL(
         self,
         port: int,
@@ -341,11 +352,8 @@ class HalfCloseTLSReactor:
         backlog: int = 50,
         interface: str = "",
     ) -> IListeningPort:
-        wrapContext = getattr(self._reactor, "wrapContextFactory", None)
-        if wrapContext is not None:
-            contextFactory = wrapContext(contextFactory)
-        tlsFactory = HalfCloseTLSFactory(contextFactory, False, factory)
-        listening: IListeningPort = self._reactor.listenTCP(port, tlsFactory, backlog, interface)
+        tlsFactory = HalfCloseTLSFactory(self.wrapContextFactory(contextFactory), False, factory)
+        listening: IListeningPort = self.listenTCP(port, tlsFactory, backlog, interface)
         return listening
 
 
@@ -380,10 +388,11 @@ class TLSClientEndpoint:
         return self._wrapped.connect(factory).addCallback(unwrap)
 
 
-class ClientCAReactor:
+class ClientCAReactor(HalfCloseTLSReactor):
     """
     The given reactor, except that ``listenSSL`` (which ``ssl:`` endpoints
-    call) requires client certificates signed by a CA in ``clientCA``.
+    call) requires client certificates signed by a CA in ``clientCA``, over
+    tcpproto's TLS layer (:class:`HalfCloseTLSReactor`).
 
     Why a reactor adapter: Twisted's ``ssl:`` endpoint string has no option
     to demand client certificates, and its endpoint keeps the context
@@ -391,42 +400,17 @@ class ClientCAReactor:
     context factory is the ``listenSSL`` call the endpoint makes.  Nothing
     else is changed (the handshake gate is a factory wrapper:
     :class:`HandshakeGateFactory`).  It composes with
-    :class:`~tcpproto._reuseport.ReusePortReactor` in either order (that
-    one asks for :meth:`wrapContextFactory`).
+    :class:`~tcpproto._reuseport.ReusePortReactor` in either order.
     """
 
     def __init__(self, reactor: Any, clientCA: str) -> None:
         loadCertificates(clientCA)  # a clear error now, not at the first handshake
-        self._reactor = reactor
+        super().__init__(reactor)
         self._clientCA = clientCA
-        directlyProvides(self, providedBy(reactor))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
 
     def wrapContextFactory(self, contextFactory: Any) -> Any:
         """``contextFactory``, demanding a client certificate from ``clientCA``'s CAs."""
-        inner = getattr(self._reactor, "wrapContextFactory", None)
-        if inner is not None:
-            contextFactory = inner(contextFactory)
-        return RequireClientCertificate(contextFactory, self._clientCA)
-
-    def listenSSL(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        contextFactory: Any,
-        backlog: int = 50,
-        interface: str = "",
-    ) -> IListeningPort:
-        listening: IListeningPort = self._reactor.listenSSL(
-            port,
-            factory,
-            RequireClientCertificate(contextFactory, self._clientCA),
-            backlog,
-            interface,
-        )
-        return listening
+        return RequireClientCertificate(super().wrapContextFactory(contextFactory), self._clientCA)
 
 
 # -- the client ------------------------------------------------------------
