@@ -66,6 +66,10 @@ LIFETIME_GRACE = 10.0
 #: that stops on our FIN still has in flight.
 LINGER_TIMEOUT = 2.0
 LINGER_MAX_BYTES = 16 * 1024 * 1024
+#: While the peer is still taking our output (a slow reader), the lingering
+#: phase goes on past LINGER_TIMEOUT, up to this many seconds in all
+#: (Apache's MAX_SECS_TO_LINGER): cutting it would throw that output away.
+LINGER_MAX_TIME = 30.0
 #: Default answers per second to one UDP source address in thank-you mode
 #: (and its burst): a forged source can make the server send a victim this
 #: many datagrams a second, no more.

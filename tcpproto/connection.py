@@ -34,6 +34,7 @@ looks up on its factory once, when it is made.
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypedDict, cast
 
@@ -69,6 +70,7 @@ from tcpproto._vocabulary import (
     LIFETIME_GRACE,
     LINE_TOO_LONG,
     LINGER_MAX_BYTES,
+    LINGER_MAX_TIME,
     LINGER_TIMEOUT,
     MAX_LIFETIME,
     REPLIED_ONCE,
@@ -325,7 +327,9 @@ class ServerConnection(Protocol):
         # buffer is sent: no lingering, and the caller's timers bound it.
         if self._hooks is not None and canHalfClose(self.transport):
             clock = defaultClock(getattr(self._hooks, "clock", None))
-            self._lingerCall = clock.callLater(LINGER_TIMEOUT, self._lingerOver, "time")
+            self._lingerCall = clock.callLater(
+                LINGER_TIMEOUT, self._lingerExpired, clock, clock.seconds()
+            )
 
     def discard(self, data: bytes) -> None:
         """
@@ -340,6 +344,24 @@ class ServerConnection(Protocol):
             and self._hooks is not None
         ):
             self._lingerOver("bytes")
+
+    def _lingerExpired(self, clock: IReactorTime, started: float) -> None:
+        """
+        ``LINGER_TIMEOUT`` seconds since our FIN, and the peer has not closed.
+
+        If the peer is still taking our output (the kernel holds bytes it has
+        not acknowledged: a slow reader), cutting it now would throw that
+        output away, so we wait on, ``LINGER_TIMEOUT`` at a time, up to
+        ``LINGER_MAX_TIME`` in all; the byte bound still holds meanwhile.
+        """
+        self._lingerCall = None
+        if (
+            unacknowledgedOutput(self.transport) > 0
+            and clock.seconds() - started < LINGER_MAX_TIME
+        ):
+            self._lingerCall = clock.callLater(LINGER_TIMEOUT, self._lingerExpired, clock, started)
+            return
+        self._lingerOver("time")
 
     def _lingerOver(self, limit: str) -> None:
         """The peer did not close in time (or sent too much): cut it (RST)."""
@@ -724,6 +746,30 @@ def refuseEarly(factory: IProtocolFactory, address: IAddress, reason: str) -> No
             peer=formatAddress(address),
             reason=reason,
         )
+
+
+def unacknowledgedOutput(transport: object) -> int:
+    """
+    Bytes of our output the kernel still holds for ``transport``'s peer
+    (sent and not yet acknowledged, or not yet sent): ``SIOCOUTQ`` on the
+    socket from the transport's public ``getHandle()``.  0 where there is no
+    socket or the platform cannot say.
+    """
+    try:
+        import fcntl
+        import termios
+    except ImportError:  # not a POSIX system
+        return 0
+    getHandle = getattr(transport, "getHandle", None)
+    try:
+        handle = getHandle() if getHandle is not None else None
+        fileno = handle.fileno() if handle is not None else -1
+        if fileno < 0:
+            return 0
+        raw = fcntl.ioctl(fileno, termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError, TypeError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 def hasAccessList(factory: IProtocolFactory) -> bool:

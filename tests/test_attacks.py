@@ -230,7 +230,12 @@ _CLOSE_LINE = re.compile(r"closed \(([a-z-]+)\) after [0-9.]+s: (\d+) bytes in, 
 
 
 def slowReader(
-    port: int, total: int, readSize: int, readEvery: float, deadline: float
+    port: int,
+    total: int,
+    readSize: int,
+    readEvery: float,
+    deadline: float,
+    sendRate: float = 0.0,
 ) -> tuple[bytes, int | None, int]:
     """
     Send ``total`` bytes of :func:`pattern` (as fast as the server takes
@@ -246,15 +251,16 @@ def slowReader(
     sel = selectors.DefaultSelector()
     sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
     sent, received, ended = 0, [], None
-    nextRead = time.monotonic()
-    end = time.monotonic() + deadline
+    nextRead = started = time.monotonic()
+    end = started + deadline
     try:
         while time.monotonic() < end:
             events = dict((key.fd, ev) for key, ev in sel.select(0.005))
             ev = events.get(s.fileno(), 0)
-            if ev & selectors.EVENT_WRITE and sent < total:
+            allowed = total if not sendRate else int((time.monotonic() - started) * sendRate)
+            if ev & selectors.EVENT_WRITE and sent < min(total, allowed):
                 try:
-                    sent += s.send(pattern(sent, min(65536, total - sent)))
+                    sent += s.send(pattern(sent, min(65536, min(total, allowed) - sent)))
                 except BlockingIOError:
                     pass
                 except OSError as e:
@@ -284,13 +290,7 @@ def slowReader(
 
 
 class LifetimeTests(SynchronousTestCase):
-    def test_answeredOutputDelivered(self) -> None:
-        """
-        A peer that reads slowly and keeps sending, closed at ``--max-lifetime``:
-        it gets every byte the server logged as sent, then a FIN (no RST).
-        """
-        server = startServer(self, "--max-lifetime", "1", "--idle-timeout", "0")
-        answer, ended, _ = slowReader(server.port, 10 * MiB, 16384, 0.02, 40.0)
+    def assertAnswersDelivered(self, server: ServerProcess, answer: bytes, ended: object) -> None:
         self.assertEqual(server.stop(), 0)
         closes = _CLOSE_LINE.findall(server.stdout())
         self.assertEqual(len(closes), 1, server.stdout())
@@ -298,6 +298,26 @@ class LifetimeTests(SynchronousTestCase):
         self.assertEqual(reason, "max-lifetime")
         self.assertEqual((len(answer), ended), (int(out), None))
         self.assertTrue(answer == pattern(0, len(answer)), "the echo differs")
+
+    @pytest.mark.stress
+    def test_slowSenderToo(self) -> None:
+        """
+        The peer also sends slowly, for seconds after our FIN: the lingering
+        close waits while it still takes our output (up to 30 s), so nothing
+        answered is lost.
+        """
+        server = startServer(self, "--max-lifetime", "1", "--idle-timeout", "0")
+        answer, ended, _ = slowReader(server.port, 8 * MiB, 16384, 0.02, 40.0, sendRate=1 * MiB)
+        self.assertAnswersDelivered(server, answer, ended)
+
+    def test_answeredOutputDelivered(self) -> None:
+        """
+        A peer that reads slowly and keeps sending, closed at ``--max-lifetime``:
+        it gets every byte the server logged as sent, then a FIN (no RST).
+        """
+        server = startServer(self, "--max-lifetime", "1", "--idle-timeout", "0")
+        answer, ended, _ = slowReader(server.port, 10 * MiB, 16384, 0.02, 40.0)
+        self.assertAnswersDelivered(server, answer, ended)
 
 
 # -- 4. the lingering close is bounded ----------------------------------------

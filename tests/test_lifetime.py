@@ -9,8 +9,8 @@ from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tcpproto import EchoFactory, ThankYouFactory, ThankYouProtocol
-from tcpproto._vocabulary import LINGER_MAX_BYTES, LINGER_TIMEOUT
+from tcpproto import EchoFactory, ThankYouFactory, ThankYouProtocol, connection
+from tcpproto._vocabulary import LINGER_MAX_BYTES, LINGER_MAX_TIME, LINGER_TIMEOUT
 from tcpproto.connection import DEFAULT_MAX_LIFETIME, LIFETIME_GRACE, MAX_LIFETIME
 from tcpproto.tap import Options, makeFactory
 from tcpproto.testing import HalfCloseableStringTransport, connectInMemory
@@ -180,4 +180,37 @@ class LingeringCloseTests(SynchronousTestCase):
         proto.dataReceived(b"x" * (LINGER_MAX_BYTES + 1))
         self.assertFalse(transport.disconnected)
         self.assertEqual(proto.discarded, LINGER_MAX_BYTES + 1)
+        proto.connectionLost(Failure(ConnectionDone()))
+
+    def test_extendedWhileThePeerTakesOutput(self) -> None:
+        """
+        Past LINGER_TIMEOUT, a peer that still has our output in flight (it
+        reads slowly) is not cut: that would throw the output away.  It is
+        waited for, up to LINGER_MAX_TIME in all.
+        """
+        inFlight = [1000]
+        self.patch(connection, "unacknowledgedOutput", lambda transport: inFlight[0])
+        factory = ThankYouFactory(once=True, clock=self.clock)
+        transport = HalfCloseableStringTransport()
+        proto, _ = connect(factory, transport)
+        proto.dataReceived(b"hello")
+        self.clock.pump([LINGER_TIMEOUT] * 3)
+        self.assertFalse(transport.disconnected)
+        inFlight[0] = 0  # delivered: the next check cuts a peer that has not closed
+        self.clock.advance(LINGER_TIMEOUT)
+        self.assertTrue(transport.disconnected)
+        proto.connectionLost(Failure(ConnectionDone()))
+
+    def test_extendedAtMostLingerMaxTime(self) -> None:
+        self.patch(connection, "unacknowledgedOutput", lambda transport: 1000)
+        factory = ThankYouFactory(once=True, clock=self.clock)
+        transport = HalfCloseableStringTransport()
+        proto, _ = connect(factory, transport)
+        proto.dataReceived(b"hello")
+        waited = 0.0
+        while not transport.disconnected:
+            self.clock.advance(LINGER_TIMEOUT)
+            waited += LINGER_TIMEOUT
+        self.assertGreaterEqual(waited, LINGER_MAX_TIME)
+        self.assertLessEqual(waited, LINGER_MAX_TIME + LINGER_TIMEOUT)
         proto.connectionLost(Failure(ConnectionDone()))
