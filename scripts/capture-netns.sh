@@ -39,60 +39,27 @@ esac
 LOSS=${LOSS:-10}             # percent of the segments dropped, each way
 ATTEMPTS=${ATTEMPTS:-60}
 TIME_LIMIT=${TIME_LIMIT:-300}
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
-PYTHON=$(command -v "$PYTHON")
-BIN=$("$PYTHON" -c 'import os, sys; print(os.path.dirname(sys.executable))')
-TWISTD=$BIN/twistd
-CLIENT=$BIN/tcpecho-client
+SCRIPT=capture-netns.sh
+# shellcheck source=scripts/capture-common.sh
+. scripts/capture-common.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "capture-netns.sh: needs root (network namespace, nftables, tcpdump)" >&2; exit 1; }
-for tool in ip ss nft tcpdump timeout; do
-    command -v "$tool" >/dev/null || {
-        echo "capture-netns.sh: $tool not found (apt-get install iproute2 nftables tcpdump)" >&2
-        exit 1
-    }
-done
-[ -x "$TWISTD" ] || { echo "capture-netns.sh: no twistd next to $PYTHON" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "needs root (network namespace, nftables, tcpdump)"
+need_tools "iproute2 nftables tcpdump" ip ss nft tcpdump timeout
 
 NS=tcpproto-capture-$$
-LISTEN=tcp:0:interface=127.0.0.1
-WORK=$(mktemp -d)
-SERVER_PID=
-CAPTURE_PID=
-cleanup() {
-    [ -n "$CAPTURE_PID" ] && kill "$CAPTURE_PID" 2>/dev/null || true
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
+cleanup_more() {
     ip netns del "$NS" 2>/dev/null || true
     ip netns del "$NS-small" 2>/dev/null || true
-    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
-trap cleanup EXIT
 
 ip netns add "$NS"
 IN=(ip netns exec "$NS")
 "${IN[@]}" ip link set lo up
 mkdir -p "$OUT"
 
-wait_for() {  # FILE REGEX: up to 10 s
-    for _ in $(seq 100); do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "capture-netns.sh: timed out waiting for '$2' in $1:" >&2
-    cat "$1" >&2
-    exit 1
-}
-
 # -- 1. retransmission ------------------------------------------------------------
 capture_retransmit() {
-
-    "${IN[@]}" "$TWISTD" -n --pidfile= tcpecho --listen "$LISTEN" >"$WORK/server.log" 2>&1 &
-    SERVER_PID=$!
-    wait_for "$WORK/server.log" 'listening on 127\.0\.0\.1:[0-9]+'
-    PORT=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/server.log" | head -1 | cut -d: -f2)
+    start_server
 
     # Drop LOSS% of the segments to and from the server port as they arrive (the input
     # hook runs after tcpdump has seen the segment on lo, so the capture shows both the
@@ -111,19 +78,12 @@ capture_retransmit() {
     found=
     while [ "$attempt" -lt "$ATTEMPTS" ] && [ "$SECONDS" -lt "$DEADLINE" ]; do
         attempt=$((attempt + 1))
-        : >"$WORK/tcpdump.err"
-        "${IN[@]}" tcpdump -i lo -nn -U --immediate-mode -s 0 -w "$WORK/retransmit.pcap" \
-            "tcp port $PORT" 2>"$WORK/tcpdump.err" &
-        CAPTURE_PID=$!
-        wait_for "$WORK/tcpdump.err" 'listening on'
+        start_capture retransmit
         # The input stays open a second, so that a lost segment is noticed by a timer
         # (no later segment of the client's, such as its FIN, reveals the gap first).
         (printf 'hello\n'; sleep 1) | "${IN[@]}" timeout 30 "$CLIENT" 127.0.0.1 "$PORT" \
             >"$WORK/client.out" 2>&1 || true
-        sleep 1 # a late retransmission of the last FIN or ACK
-        kill -INT "$CAPTURE_PID"
-        wait "$CAPTURE_PID" || true
-        CAPTURE_PID=
+        stop_capture 1 # a late retransmission of the last FIN or ACK
         "$PYTHON" scripts/render_trace.py "$WORK/retransmit.pcap" "$PORT" >"$WORK/table.txt"
         # Exactly one segment sent again, a data segment, by a timer (a trace a reader can follow),
         # and the echo came back whole.
@@ -137,13 +97,8 @@ capture_retransmit() {
         fi
     done
     "${IN[@]}" nft delete table inet tcpproto_loss
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || true
-    SERVER_PID=
-    if [ -z "$found" ]; then
-        echo "capture-netns.sh: no retransmitted data segment in $attempt attempts" >&2
-        exit 1
-    fi
+    stop_server
+    [ -n "$found" ] || fail "no retransmitted data segment in $attempt attempts"
     cp "$WORK/retransmit.pcap" "$OUT/retransmit.pcap"
     {
         echo "retransmit: a line echoed while $LOSS% of the segments each way are dropped"
@@ -176,31 +131,23 @@ capture_states() {
 capture_zero_window() {
     local ns=$NS-small
     ip netns add "$ns"
-    local in=(ip netns exec "$ns")
-    "${in[@]}" ip link set lo up
+    # The server, tcpdump and the client run in this namespace (start_server and
+    # start_capture see this IN).
+    local IN=(ip netns exec "$ns")
+    "${IN[@]}" ip link set lo up
     # Small socket buffers (min, default, max), in this namespace only: the
     # windows close after a few segments instead of a few MiB.
-    "${in[@]}" sysctl -q -w net.ipv4.tcp_rmem="4096 16384 16384" net.ipv4.tcp_wmem="4096 16384 16384"
-    "${in[@]}" "$TWISTD" -n --pidfile= tcpecho --listen "$LISTEN" >"$WORK/server.log" 2>&1 &
-    SERVER_PID=$!
-    wait_for "$WORK/server.log" 'listening on 127\.0\.0\.1:[0-9]+'
-    PORT=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/server.log" | head -1 | cut -d: -f2)
+    "${IN[@]}" sysctl -q -w net.ipv4.tcp_rmem="4096 16384 16384" net.ipv4.tcp_wmem="4096 16384 16384"
+    start_server
     # Retried (at most 5 times) until the capture holds the whole conversation
     # (tcpdump can miss its end), both windows reached 0, and every byte came back.
     local attempt=0 complete=
     while [ "$attempt" -lt 5 ] && [ -z "$complete" ]; do
         attempt=$((attempt + 1))
-        : >"$WORK/tcpdump.err"
-        "${in[@]}" tcpdump -i lo -nn -U --immediate-mode -s 0 -w "$WORK/zero-window.pcap" \
-            "tcp port $PORT" 2>"$WORK/tcpdump.err" &
-        CAPTURE_PID=$!
-        wait_for "$WORK/tcpdump.err" 'listening on'
-        "${in[@]}" timeout 60 "$PYTHON" docs/examples/slow_reader.py 127.0.0.1 "$PORT" 1 \
+        start_capture zero-window
+        "${IN[@]}" timeout 60 "$PYTHON" docs/examples/slow_reader.py 127.0.0.1 "$PORT" 1 \
             >"$WORK/client.out" 2>&1 || true
-        sleep 1 # the last ACK
-        kill -INT "$CAPTURE_PID"
-        wait "$CAPTURE_PID" || true
-        CAPTURE_PID=
+        stop_capture 1 # the last ACK
         "$PYTHON" scripts/render_trace.py "$WORK/zero-window.pcap" "$PORT" >"$WORK/table.txt"
         if grep -q 'all intact' "$WORK/client.out" &&
             grep -q "ACK of the server's FIN" "$WORK/table.txt" &&
@@ -209,9 +156,7 @@ capture_zero_window() {
             complete=yes
         fi
     done
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || true
-    SERVER_PID=
+    stop_server
     [ -n "$complete" ] || {
         echo "capture-netns.sh: zero-window: no complete capture in $attempt attempts:" >&2
         cat "$WORK/client.out" >&2

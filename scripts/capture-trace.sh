@@ -20,77 +20,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:-docs/traces}
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
-BIN=$("$PYTHON" -c 'import os, sys; print(os.path.dirname(sys.executable))')
-TWISTD=$BIN/twistd
-CLIENT=$BIN/tcpecho-client
-LISTEN=tcp:0:interface=127.0.0.1
-
-for tool in tcpdump ss; do
-    command -v "$tool" >/dev/null || {
-        echo "capture-trace.sh: $tool not found (apt-get install tcpdump iproute2)" >&2
-        exit 1
-    }
-done
-[ -x "$TWISTD" ] || { echo "capture-trace.sh: no twistd next to $PYTHON" >&2; exit 1; }
-"$PYTHON" -c 'import tcpproto' 2>/dev/null || {
-    echo "capture-trace.sh: tcpproto is not installed for $PYTHON" >&2
-    exit 1
-}
-
+SCRIPT=capture-trace.sh
+# shellcheck source=scripts/capture-common.sh
+. scripts/capture-common.sh
+need_tools "tcpdump iproute2" tcpdump ss
 mkdir -p "$OUT"
-WORK=$(mktemp -d)
-SERVER_PID=
-CAPTURE_PID=
-cleanup() {
-    [ -n "$CAPTURE_PID" ] && kill "$CAPTURE_PID" 2>/dev/null || true
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# wait_for FILE REGEX: wait up to 10 s for REGEX to appear in FILE.
-wait_for() {
-    for _ in $(seq 100); do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "capture-trace.sh: timed out waiting for '$2' in $1:" >&2
-    cat "$1" >&2
-    exit 1
-}
-
-# start_server ARGS...: run twistd tcpecho on a free loopback port; sets PORT.
-start_server() {
-    : >"$WORK/server.log"
-    "$TWISTD" -n --pidfile= tcpecho --listen "$LISTEN" "$@" >"$WORK/server.log" 2>&1 &
-    SERVER_PID=$!
-    wait_for "$WORK/server.log" 'listening on 127\.0\.0\.1:[0-9]+'
-    PORT=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/server.log" | head -1 | cut -d: -f2)
-}
-
-stop_server() {
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || true
-    SERVER_PID=
-}
-
-start_capture() {
-    : >"$WORK/tcpdump.err"
-    tcpdump -i lo -nn -U --immediate-mode -s 0 -w "$WORK/$1.pcap" "tcp port $PORT" 2>"$WORK/tcpdump.err" &
-    CAPTURE_PID=$!
-    wait_for "$WORK/tcpdump.err" 'listening on'
-}
-
-stop_capture() {
-    sleep 0.5 # the last ACK
-    kill -INT "$CAPTURE_PID"
-    wait "$CAPTURE_PID" || true
-    CAPTURE_PID=
-}
 
 # The server's tcpproto log lines, without timestamps.
 server_events() {
@@ -134,7 +68,7 @@ SERVER_ARGS=
 start_server
 start_capture echo-halfclose
 printf 'hello\n' | timeout 10 "$CLIENT" 127.0.0.1 "$PORT" >"$WORK/client.out" 2>&1
-stop_capture
+stop_capture 0.5 # the last ACK
 time_wait >"$WORK/timewait.txt"
 stop_server
 write echo-halfclose "echo-halfclose: a line echoed, the client half-closes first" \
@@ -147,7 +81,7 @@ start_capture thankyou-once
 # The client's input stays open for a second: it closes only when the server does.
 (printf 'hello'; sleep 1) | timeout 10 "$CLIENT" 127.0.0.1 "$PORT" >"$WORK/client.out" 2>&1
 echo >>"$WORK/client.out"
-stop_capture
+stop_capture 0.5 # the last ACK
 time_wait >"$WORK/timewait.txt"
 stop_server
 {
@@ -170,7 +104,7 @@ SERVER_ARGS=
 start_server
 start_capture abort-rst
 timeout 10 "$PYTHON" docs/examples/abort_client.py 127.0.0.1 "$PORT" >"$WORK/client.out" 2>&1
-stop_capture
+stop_capture 0.5 # the last ACK
 time_wait >"$WORK/timewait.txt"
 stop_server
 write abort-rst "abort-rst: the client aborts the connection with RST" \
