@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Link-layer header types (https://www.tcpdump.org/linktypes.html) we read.
@@ -131,9 +132,8 @@ def _ipv6(raw: bytes) -> str:
     return str(ipaddress.IPv6Address(raw))
 
 
-def _synOptions(options: bytes) -> dict[str, int]:
-    """MSS and window scale from a SYN's options."""
-    found: dict[str, int] = {}
+def _tcpOptions(options: bytes) -> Iterator[tuple[int, bytes]]:
+    """Each (kind, value) of a TCP header's options, up to the end-of-list or a malformed one."""
     i = 0
     while i < len(options):
         kind = options[i]
@@ -147,32 +147,26 @@ def _synOptions(options: bytes) -> dict[str, int]:
         length = options[i + 1]
         if length < 2:
             break
-        value = options[i + 2 : i + length]
+        yield kind, options[i + 2 : i + length]
+        i += length
+
+
+def _synOptions(options: bytes) -> dict[str, int]:
+    """MSS and window scale from a SYN's options."""
+    found: dict[str, int] = {}
+    for kind, value in _tcpOptions(options):
         if kind == 2 and len(value) == 2:
             found["mss"] = struct.unpack("!H", value)[0]
         elif kind == 3 and len(value) == 1:
             found["wscale"] = value[0]
-        i += length
     return found
 
 
 def _sackBlocks(options: bytes) -> list[tuple[int, int]]:
     """The (left, right) edges of the SACK option's blocks, if there is one."""
-    i = 0
-    while i < len(options):
-        kind = options[i]
-        if kind == 0:
-            break
-        if kind == 1:
-            i += 1
-            continue
-        if i + 1 >= len(options) or options[i + 1] < 2:
-            break
-        length = options[i + 1]
+    for kind, value in _tcpOptions(options):
         if kind == 5:
-            value = options[i + 2 : i + length]
             return [struct.unpack("!II", value[j : j + 8]) for j in range(0, len(value) - 7, 8)]
-        i += length
     return []
 
 
