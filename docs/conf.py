@@ -194,6 +194,15 @@ def _resolveTypeHint(app, env, node, contnode):  # type: ignore[no-untyped-def]
         return None
     result = nodes.inline()
 
+    def resolveAll(names: list[str]) -> bool:
+        """Each of ``names`` resolved into ``result``, joined by `` | ``."""
+        for i, name in enumerate(names):
+            if i:
+                result.append(nodes.Text(" | "))
+            if not resolve(name):
+                return False
+        return True
+
     def resolve(part: str) -> bool:
         if part == "None":
             result.append(nodes.literal(text="None"))
@@ -205,24 +214,13 @@ def _resolveTypeHint(app, env, node, contnode):  # type: ignore[no-untyped-def]
             env, node.get("refdoc", ""), app.builder, node["reftype"], part, ref, text
         ) or intersphinx.missing_reference(app, env, ref, text)
         if resolved is None:
-            members = _aliasParts(part)
-            if not members:
-                return False
-            for j, member in enumerate(members):
-                if j:
-                    result.append(nodes.Text(" | "))
-                if not resolve(member):
-                    return False
-            return True
+            # A type alias of a union: its members, each resolved.
+            members = _aliasParts(part) or []
+            return bool(members) and resolveAll(members)
         result.append(resolved)
         return True
 
-    for i, part in enumerate(parts):
-        if i:
-            result.append(nodes.Text(" | "))
-        if not resolve(part):
-            return None
-    return result
+    return result if resolveAll(parts) else None
 
 
 def setup(app):  # type: ignore[no-untyped-def]
