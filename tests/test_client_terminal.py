@@ -262,6 +262,28 @@ class TutorialServer:
 class TerminalTests(SynchronousTestCase):
     """The installed ``tcpecho-client`` at a (pseudo-)terminal."""
 
+    def helloThankYou(self, term: Terminal, server: TutorialServer) -> None:
+        """
+        A line typed reaches the server; the reply, without newline, is shown
+        followed (display only) by a newline before anything is typed.
+        """
+        term.type(b"hello\n")
+        self.assertEqual(server.readLine(), b"hello\n")
+        server.send(b"thank you!")
+        term.waitFor(b"thank you!\r\n")
+
+    def finish(self, term: Terminal, server: TutorialServer) -> bytes:
+        """
+        Ctrl-D (the end of input), then the server closes: the client exits
+        0; what the server read after the last line it read.
+        """
+        term.type(b"\x04")
+        rest = server.readToEnd()
+        assert server.conn is not None
+        server.conn.close()
+        self.assertEqual(term.finish(), 0)
+        return rest
+
     def test_session(self) -> None:
         """
         A learner's session: where it connected and how to finish; the
@@ -276,11 +298,7 @@ class TerminalTests(SynchronousTestCase):
             b"tcpecho-client: connected to 127.0.0.1 port %d (local port %d); "
             b"type lines, Ctrl-D to finish\r\n" % (server.port, localPort)
         )
-        term.type(b"hello\n")
-        self.assertEqual(server.readLine(), b"hello\n")
-        server.send(b"thank you!")
-        # The reply, then (display only) a newline before anything is typed.
-        term.waitFor(b"thank you!\r\n")
+        self.helloThankYou(term, server)
         term.type(b"second line\n")
         self.assertEqual(server.readLine(), b"second line\n")
         server.send(b"thank you!")
@@ -292,11 +310,7 @@ class TerminalTests(SynchronousTestCase):
             screen,
         )
         term.type(b"after the server's FIN\n")
-        term.type(b"\x04")  # Ctrl-D: the end of input
-        self.assertEqual(server.readToEnd(), b"after the server's FIN\n")
-        assert server.conn is not None
-        server.conn.close()
-        self.assertEqual(term.finish(), 0)
+        self.assertEqual(self.finish(term, server), b"after the server's FIN\n")
         screen = term.screen
         self.assertNotIn(b"thank you!second line", screen)
         self.assertIn(b"hello\r\nthank you!\r\nsecond line\r\n", screen)
@@ -312,15 +326,8 @@ class TerminalTests(SynchronousTestCase):
         server = TutorialServer(self)
         term = Terminal(self, "--quiet", LOOPBACK, str(server.port))
         server.accept()
-        term.type(b"hello\n")
-        self.assertEqual(server.readLine(), b"hello\n")
-        server.send(b"thank you!")
-        term.waitFor(b"thank you!\r\n")
-        term.type(b"\x04")
-        self.assertEqual(server.readToEnd(), b"")
-        assert server.conn is not None
-        server.conn.close()
-        self.assertEqual(term.finish(), 0)
+        self.helloThankYou(term, server)
+        self.assertEqual(self.finish(term, server), b"")
         self.assertNotIn(b"tcpecho-client", term.screen)
         self.assertEqual(term.screen, b"hello\r\nthank you!\r\n")
 
