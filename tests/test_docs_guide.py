@@ -18,7 +18,7 @@ import re
 import sys
 import tempfile
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -54,6 +54,16 @@ def _rows(trace: str) -> dict[int, str]:
     }
 
 
+def _rendered(name: str, trace: str) -> str:
+    """render_trace.py's table of ``docs/traces/NAME.pcap``, for the port ``trace`` names."""
+    render: Any = _load("render_trace", "scripts", "render_trace.py")
+    port = re.search(r"server port: (\d+)", trace)
+    assert port is not None
+    return cast(
+        str, render.render(render.readPcap(os.path.join(TRACES, f"{name}.pcap")), int(port[1]))
+    )
+
+
 class RetransmissionTraceTests(SynchronousTestCase):
     """docs/traces/retransmit.*: a real retransmission, as docs/tcp-lifecycle.rst tells it."""
 
@@ -63,13 +73,7 @@ class RetransmissionTraceTests(SynchronousTestCase):
 
     def test_renderedFromThePcap(self) -> None:
         """The committed table is render_trace.py's rendering of the committed capture."""
-        render: Any = _load("render_trace", "scripts", "render_trace.py")
-        port = re.search(r"server port: (\d+)", self.trace)
-        assert port is not None
-        table = render.render(
-            render.readPcap(os.path.join(TRACES, "retransmit.pcap")), int(port[1])
-        )
-        self.assertIn(table, self.trace)
+        self.assertIn(_rendered("retransmit", self.trace), self.trace)
 
     def test_oneDataSegmentSentAgainByTheTimer(self) -> None:
         """Exactly one segment was retransmitted, a data segment, after a timeout."""
@@ -107,13 +111,7 @@ class ZeroWindowTraceTests(SynchronousTestCase):
         return int(self.rows[row].split()[9])  # #, time, c, ->, s, flags, seq, ack, len, window
 
     def test_renderedFromThePcap(self) -> None:
-        render: Any = _load("render_trace", "scripts", "render_trace.py")
-        port = re.search(r"server port: (\d+)", self.trace)
-        assert port is not None
-        table = render.render(
-            render.readPcap(os.path.join(TRACES, "zero-window.pcap")), int(port[1])
-        )
-        self.assertIn(table, self.trace)
+        self.assertIn(_rendered("zero-window", self.trace), self.trace)
 
     def test_whatThePageSays(self) -> None:
         """The rows the page names, with the windows it says they have."""
