@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import IO, Any, NoReturn, cast
 
 from twisted.internet import defer, error
@@ -37,6 +37,7 @@ from zope.interface import implementer
 from tcpproto._clientprotocols import ClientProtocol, InputNotSent, InputProtocol
 from tcpproto._twisted import bigReadStandardIO
 from tcpproto._version import __version__
+from tcpproto._wrapping import cancelCall
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7788
@@ -303,6 +304,7 @@ def _sameTerminal(a: int, b: int) -> bool:
 
 
 @implementer(IConsumer)
+@dataclass(eq=False)
 class Display:
     """
     Standard output, and the lines for the person at the terminal.
@@ -327,72 +329,61 @@ class Display:
     :param clock: schedules the newline.
     """
 
-    def __init__(
-        self,
-        stdout: IConsumer,
-        clock: IReactorTime,
-        stderr: IO[str],
-        *,
-        tidy: bool = False,
-        chatty: bool = False,
-        sameTerminal: bool = False,
-    ) -> None:
-        self._stdout = stdout
-        self._clock = clock
-        self._stderr = stderr
-        self._tidy = tidy
-        self._chatty = chatty
-        self._sameTerminal = sameTerminal
-        self._atLineStart = True
-        self._timer: IDelayedCall | None = None
+    stdout: IConsumer
+    clock: IReactorTime
+    stderr: IO[str]
+    _: KW_ONLY
+    tidy: bool = False
+    chatty: bool = False
+    sameTerminal: bool = False
+    _atLineStart: bool = field(default=True, init=False)
+    _timer: IDelayedCall | None = field(default=None, init=False)
 
     # IConsumer: where the server's bytes go.
 
     def write(self, data: bytes) -> None:
         if not data:
             return
-        self._stdout.write(data)
-        if self._tidy:
+        self.stdout.write(data)
+        if self.tidy:
             self._cancelTimer()
             self._atLineStart = data.endswith(b"\n")
             if not self._atLineStart:
-                self._timer = self._clock.callLater(TIDY_DELAY, self.endLine)
+                self._timer = self.clock.callLater(TIDY_DELAY, self.endLine)
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        self._stdout.registerProducer(producer, streaming)
+        self.stdout.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
-        self._stdout.unregisterProducer()
+        self.stdout.unregisterProducer()
 
     # The screen.
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        cancelCall(self._timer)
+        self._timer = None
 
     def endLine(self) -> None:
         """Start a new line on the screen if the output left the cursor mid-line."""
         self._cancelTimer()
-        if self._tidy and not self._atLineStart:
+        if self.tidy and not self._atLineStart:
             self._atLineStart = True
-            self._stdout.write(b"\n")
+            self.stdout.write(b"\n")
 
     def say(self, text: str) -> None:
         """A message about the connection, unless ``chatty`` is off (``--quiet``, no terminal)."""
-        if self._chatty:
+        if self.chatty:
             self.error(text)
 
     def error(self, text: str) -> None:
         """A one-line message, always shown."""
         line = f"tcpecho-client: {text}\n"
-        if self._sameTerminal:
+        if self.sameTerminal:
             self.endLine()
-            self._stdout.write(line.encode("utf-8", "replace"))
+            self.stdout.write(line.encode("utf-8", "replace"))
         else:
-            self._stderr.write(line)
-            self._stderr.flush()
+            self.stderr.write(line)
+            self.stderr.flush()
 
 
 def describeConnection(transport: ITransport) -> str:

@@ -86,10 +86,8 @@ class LayerProtocol(Protocol):
 
     def cancelTimer(self) -> None:
         """Stop the timer, if it runs: the layer is done or the connection gone."""
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        cancelCall(self._timer)
+        self._timer = None
 
     def _timerFired(self) -> None:
         self._timer = None
@@ -107,6 +105,12 @@ class LayerProtocol(Protocol):
         self.wrapped = wrapped
         self.dataReceived = wrapped.dataReceived  # type: ignore[method-assign]
         wrapped.makeConnection(transport)
+
+
+def cancelCall(call: IDelayedCall | None) -> None:
+    """Cancel ``call``, unless there is none or it has already run or been cancelled."""
+    if call is not None and call.active():
+        call.cancel()
 
 
 def unparseEndpoint(args: tuple[object, ...], kwargs: dict[str, object]) -> str:
