@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import sys
 from typing import cast
 
@@ -48,7 +47,7 @@ from tcpproto.client import (
     parseTarget,
 )
 from tcpproto.testing import HalfCloseableStringTransport, MemoryPipe, TLSLikeStringTransport
-from tests.helpers import clientDescription, listenLocal
+from tests.helpers import LOOPBACK, assertSameBytes, exchangeLocal, freePort
 
 
 @implementer(IConsumer)
@@ -318,12 +317,8 @@ class ExchangeTests(TestCase):
     """exchange() against real servers on 127.0.0.1, port 0."""
 
     async def roundTrip(self, factory: EchoFactory | ThankYouFactory, data: bytes) -> bytes:
-        port = await listenLocal(self, factory)
-        endpoint = clientFromString(reactor, clientDescription(port))
-        answer = await exchange(endpoint, data)
-        # The server side closes too before the test ends (a clean reactor).
-        await factory.limits.whenEmpty()
-        return answer
+        # The server side closes too before it returns (a clean reactor).
+        return await exchangeLocal(self, factory, data)
 
     async def test_echo(self) -> None:
         self.assertEqual(await self.roundTrip(EchoFactory(), b"hello\n"), b"hello\n")
@@ -333,22 +328,14 @@ class ExchangeTests(TestCase):
 
     async def test_large(self) -> None:
         data = os.urandom(3_000_000)
-
-        answer = await self.roundTrip(EchoFactory(), data)
-        self.assertEqual(len(answer), len(data))
-        self.assertTrue(answer == data)
+        assertSameBytes(self, await self.roundTrip(EchoFactory(), data), data)
 
     async def test_thankYouOnce(self) -> None:
         answer = await self.roundTrip(ThankYouFactory(once=True), b"hi")
         self.assertEqual(answer, b"thank you!")
 
     async def test_refused(self) -> None:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
-        s.close()  # nothing listens there now
-
-        endpoint = clientFromString(reactor, f"tcp:127.0.0.1:{free}")
+        endpoint = clientFromString(reactor, f"tcp:{LOOPBACK}:{freePort()}")
         with self.assertRaises(ConnectionRefusedError):
             await exchange(endpoint, b"x")
 
