@@ -316,23 +316,21 @@ class LoopbackTests(TestCase):
 class ExchangeTests(TestCase):
     """exchange() against real servers on 127.0.0.1, port 0."""
 
-    async def roundTrip(self, factory: EchoFactory | ThankYouFactory, data: bytes) -> bytes:
-        # The server side closes too before it returns (a clean reactor).
-        return await exchangeLocal(self, factory, data)
-
-    async def test_echo(self) -> None:
-        self.assertEqual(await self.roundTrip(EchoFactory(), b"hello\n"), b"hello\n")
-
-    async def test_empty(self) -> None:
-        self.assertEqual(await self.roundTrip(EchoFactory(), b""), b"")
-
-    async def test_large(self) -> None:
-        data = os.urandom(3_000_000)
-        assertSameBytes(self, await self.roundTrip(EchoFactory(), data), data)
-
-    async def test_thankYouOnce(self) -> None:
-        answer = await self.roundTrip(ThankYouFactory(once=True), b"hi")
-        self.assertEqual(answer, b"thank you!")
+    async def test_answers(self) -> None:
+        """
+        Each server's whole answer to what is sent, an empty input and 3 MB
+        included, once the server side has closed too (a clean reactor).
+        """
+        large = os.urandom(3_000_000)
+        cases: list[tuple[EchoFactory | ThankYouFactory, bytes, bytes]] = [
+            (EchoFactory(), b"hello\n", b"hello\n"),
+            (EchoFactory(), b"", b""),
+            (EchoFactory(), large, large),
+            (ThankYouFactory(once=True), b"hi", b"thank you!"),
+        ]
+        for factory, data, expected in cases:
+            with self.subTest(factory=type(factory).__name__, sent=len(data)):
+                assertSameBytes(self, await exchangeLocal(self, factory, data), expected)
 
     async def test_refused(self) -> None:
         endpoint = clientFromString(reactor, f"tcp:{LOOPBACK}:{freePort()}")
