@@ -40,6 +40,7 @@ from tests.helpers import (
     processEnv,
     runProcess,
     runProcessSync,
+    shortTempDir,
     startServerAsync,
 )
 from tests.test_layers import PUBLIC, SHIMS
@@ -270,8 +271,7 @@ class OwnProtocolTests(TestCase):
 
     async def test_itsTestsPass(self) -> None:
         """The example's tests pass under trial, written with tcpproto.testing."""
-        workDir = self.mktemp()  # for trial's _trial_temp
-        os.makedirs(workDir)
+        workDir = shortTempDir(self)  # for trial's _trial_temp (not in the checkout)
         testFile = os.path.join(EXAMPLES, "test_subclass_connection.py")
         result = await runProcess(
             [sys.executable, "-m", "twisted.trial", testFile],

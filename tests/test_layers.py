@@ -28,6 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import tcpproto
 import twisted
+from tests.helpers import shortTempDir
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(tcpproto.__file__))
 TWISTED_DIR = os.path.dirname(os.path.abspath(twisted.__file__))
@@ -222,7 +223,8 @@ class LayerTests(SynchronousTestCase):
             "if __name__ == '__main__':\n"
             "    import tcpproto.client\n"
         )
-        path = self.mktemp() + ".py"
+        # Not self.mktemp(): under pytest it would write into the checkout.
+        path = os.path.join(shortTempDir(self), "module.py")
         with open(path, "w") as f:
             f.write(source)
         found = {t for t, _ in importsOf("tcpproto.echo", path)}
