@@ -81,7 +81,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 
-from tcpproto._addresses import formatAddress
+from tcpproto._addresses import escapeForLog, formatAddress
 from tcpproto._twisted import HalfCloseTLSProtocol, IOpenSSLTrustRoot
 from tcpproto._vocabulary import (
     HANDSHAKE_TIMEOUT,
@@ -287,7 +287,7 @@ class HandshakeGateFactory(FactoryWrapper):
         log.debug(
             "TLS handshake with {peer} failed: {detail}",
             peer=formatAddress(peer),
-            detail=failureReason(reason),
+            detail=escapeForLog(failureReason(reason)),
         )
 
     def buildProtocol(self, addr: IAddress) -> HandshakeGate:  # type: ignore[override]

@@ -207,6 +207,13 @@ class GateTests(SynchronousTestCase):
         gate.makeConnection(transport)
         return gate, transport
 
+    def test_handshakeDetailEscaped(self) -> None:
+        """OpenSSL's words for a failed handshake reach the log as one line."""
+        reason = Failure(SSL.Error([("SSL routines", "", "bad\nFORGED-LINE \x1b[31m")]))
+        self.gates.logDetail(self.peer, reason)
+        [event] = self.log.matching(lambda e: "detail" in e)
+        self.assertEqual(event["detail"], "bad\\nFORGED-LINE \\x1b[31m")
+
     def test_handshakesInFlightCountAgainstTheLimits(self) -> None:
         """
         A connection in its handshake holds its place: many handshakes at
