@@ -355,7 +355,8 @@ def speed(cmd: str, s: Settings, loadgen: Loadgen) -> dict[str, Any]:
             checks["stream verified, tail after half-close"] = (
                 ok,
                 f"sent {r.get('sent')} received {r.get('received')} "
-                f"mismatched {r.get('mismatched')}",
+                f"mismatched {r.get('mismatched')}"
+                + (f" ({r['error']})" if r.get("error") else ""),
             )
             res["rss_mb"] = round(rssKiB(pid) / 1024, 1)
             grown = slowReader(port, pid, s.slowMB, s.slowSecs)
@@ -439,9 +440,19 @@ def paths(name: str, cmd: str, s: Settings, loadgen: Loadgen) -> dict[str, Any]:
     return res
 
 
+def mergeChecks(into: dict[str, tuple[bool, str]], new: dict[str, tuple[bool, str]]) -> None:
+    """Add one repetition's checks: a check that failed in any repetition stays failed."""
+    for key, (ok, detail) in new.items():
+        old = into.get(key)
+        if old is not None and not old[0]:
+            continue
+        into[key] = (ok, detail)
+
+
 def _ppOK(r: dict[str, Any]) -> tuple[bool, str]:
     ok = bool(r.get("msgs")) and r.get("errors") == 0 and r.get("mismatched") == 0
-    return ok, f"msgs {r.get('msgs')} errors {r.get('errors')} mismatched {r.get('mismatched')}"
+    detail = f"msgs {r.get('msgs')} errors {r.get('errors')} mismatched {r.get('mismatched')}"
+    return ok, detail + (f" ({r['error']})" if r.get("error") else "")
 
 
 def slowReader(port: int, pid: int, mb: int, secs: float) -> float:
@@ -1138,7 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rep in range(s.reps):
             for name in names:
                 r = speed(servers[name], s, loadgen)
-                checks[name].update(r.pop("checks"))
+                mergeChecks(checks[name], r.pop("checks"))
                 data["runs"][name].append(r)
                 progress(f"rep {rep + 1} {name}: {r}")
         for name in names:
@@ -1156,8 +1167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for variant, cmd in variants.items():
                     r = paths(variant, cmd, s, loadgen)
                     owner = PROJECT if variant.startswith(PROJECT) else "uvloop"
-                    checks.setdefault(owner, {}).update(
-                        {f"{variant} {k}": v for k, v in r.pop("checks").items()}
+                    mergeChecks(
+                        checks.setdefault(owner, {}),
+                        {f"{variant} {k}": v for k, v in r.pop("checks").items()},
                     )
                     runs[variant].append(r)
                     progress(f"rep {rep + 1} {variant}: {r}")
