@@ -6,9 +6,10 @@ tcpproto's benchmark suite: ``twistd tcpecho`` side by side with its peers.
     python benchmarks/run.py --smoke    # CI: every workload, short, checked (about 70 s)
 
 Each server runs pinned to CPU 0; the load generator (``loadgen.c``, built
-with ``cc`` on first use) runs on CPU 1.  Servers are interleaved over
-``--reps`` repetitions and medians are reported with each figure's ratio to
-the first server (the C epoll server: the practical one-core limit).
+with ``cc`` on first use) runs on CPU 1.  Every server is up at once and
+each ping-pong point runs on each server in turn, over ``--reps``
+repetitions (the order rotating); medians are reported with each figure's
+ratio to the first server (the C epoll server: the practical one-core limit).
 
 Workloads, all on 127.0.0.1 and bounded in count and time:
 
@@ -57,7 +58,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -141,7 +142,7 @@ class Settings:
 FULL = Settings(
     reps=3,
     secs=4.0,
-    gridSecs=2.0,
+    gridSecs=1.5,
     slowMB=200,
     slowSecs=6.0,
     slowConns=1000,
@@ -325,49 +326,90 @@ class Loadgen:
 # -- the workloads ------------------------------------------------------------
 
 
-def speed(cmd: str, s: Settings, loadgen: Loadgen) -> dict[str, Any]:
-    """Ping-pong points, stream and one slow reader against one fresh server."""
-    res: dict[str, Any] = {"checks": {}}
-    checks = res["checks"]
-    try:
-        with server(cmd, s.pin) as (port, pid):
-            d = s.secs
-            g = s.gridSecs
+def speed(
+    servers: dict[str, str], s: Settings, loadgen: Loadgen, progress: Callable[[str], None]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, tuple[bool, str]]]]:
+    """
+    Ping-pong points, stream and one slow reader: every server's runs and checks.
+
+    Every server is up at once (all pinned to CPU 0, idle but the one being
+    measured), and each ping-pong point runs on every server in turn, in an
+    order that rotates with the repetition: a change in what else the shared
+    machine runs then hits every server alike, instead of the one whose turn
+    it was.  Each repetition ends with the stream and the slow reader.
+    """
+    names = list(servers)
+    runs: dict[str, list[dict[str, Any]]] = {n: [{} for _ in range(s.reps)] for n in names}
+    checks: dict[str, dict[str, tuple[bool, str]]] = {n: {} for n in names}
+    with ExitStack() as stack:
+        up: dict[str, tuple[int, int]] = {}
+        for name in names:
+            try:
+                up[name] = stack.enter_context(server(servers[name], s.pin))
+            except RuntimeError as e:
+                checks[name]["server starts"] = (False, str(e))
+        for rep in range(s.reps):
+            turn = rep % len(names)
+            order = [n for n in names[turn:] + names[:turn] if n in up]
             for kind, conns, size in gridPoints(s.clients):
                 key = pointKey(kind, conns, size)
-                run = (
-                    partial(loadgen, "pingpong", port, conns, size, g)
-                    if kind == "c"
-                    else partial(pyclients, port, conns, size, g)
-                )
-                checks[f"pingpong {key}"] = pingpong(res, key, pid, run)
-            # The two points of the earlier issues, under their old names.
-            for old, new in (("pp1", "c1x64B"), ("pp100", "c100x1KiB")):
-                for field in ("msgs", "p99_us", "cpu_us"):
-                    res[f"{old}_{field}"] = res.get(f"{new}_{field}")
-            r = loadgen("stream", port, d)
-            ok = (
-                bool(r.get("received"))
-                and r.get("mismatched") == 0
-                and r.get("sent") == r.get("received")
-            )
-            res["stream_mb_s"] = r.get("mb_per_s") if ok else 0
-            checks["stream verified, tail after half-close"] = (
+                for name in order:
+                    port, pid = up[name]
+                    run = (
+                        partial(loadgen, "pingpong", port, conns, size, s.gridSecs)
+                        if kind == "c"
+                        else partial(pyclients, port, conns, size, s.gridSecs)
+                    )
+                    result = pingpong(runs[name][rep], key, pid, run)
+                    mergeChecks(checks[name], {f"pingpong {key}": result})
+            for name in order:
+                res = runs[name][rep]
+                streamAndSlowReader(res, checks[name], up[name], s, loadgen)
+                # The two points of the earlier issues, under their old names.
+                for old, new in (("pp1", "c1x64B"), ("pp100", "c100x1KiB")):
+                    for field in ("msgs", "p99_us", "cpu_us"):
+                        res[f"{old}_{field}"] = res.get(f"{new}_{field}")
+                progress(f"rep {rep + 1} {name}: {res}")
+    return runs, checks
+
+
+def streamAndSlowReader(
+    res: dict[str, Any],
+    checks: dict[str, tuple[bool, str]],
+    where: tuple[int, int],
+    s: Settings,
+    loadgen: Loadgen,
+) -> None:
+    """The verified stream, the RSS, and one client that never reads."""
+    port, pid = where
+    r = loadgen("stream", port, s.secs)
+    ok = (
+        bool(r.get("received")) and r.get("mismatched") == 0 and r.get("sent") == r.get("received")
+    )
+    res["stream_mb_s"] = r.get("mb_per_s") if ok else 0
+    mergeChecks(
+        checks,
+        {
+            "stream verified, tail after half-close": (
                 ok,
                 f"sent {r.get('sent')} received {r.get('received')} "
                 f"mismatched {r.get('mismatched')}"
                 + (f" ({r['error']})" if r.get("error") else ""),
             )
-            res["rss_mb"] = round(rssKiB(pid) / 1024, 1)
-            grown = slowReader(port, pid, s.slowMB, s.slowSecs)
-            res["slow_growth_mb"] = grown
-            checks[f"one slow reader: RSS growth < {SLOW_GROWTH_GOAL_MB:g} MB"] = (
+        },
+    )
+    res["rss_mb"] = round(rssKiB(pid) / 1024, 1)
+    grown = slowReader(port, pid, s.slowMB, s.slowSecs)
+    res["slow_growth_mb"] = grown
+    mergeChecks(
+        checks,
+        {
+            f"one slow reader: RSS growth < {SLOW_GROWTH_GOAL_MB:g} MB": (
                 grown < SLOW_GROWTH_GOAL_MB,
                 f"{grown} MB",
             )
-    except RuntimeError as e:
-        checks["server starts"] = (False, str(e))
-    return res
+        },
+    )
 
 
 #: The TLS and PROXY points: (connections, message size).
@@ -1146,12 +1188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     if "speed" in only:
-        for rep in range(s.reps):
-            for name in names:
-                r = speed(servers[name], s, loadgen)
-                mergeChecks(checks[name], r.pop("checks"))
-                data["runs"][name].append(r)
-                progress(f"rep {rep + 1} {name}: {r}")
+        data["runs"], speedChecks = speed(servers, s, loadgen, progress)
+        for name in names:
+            mergeChecks(checks[name], speedChecks[name])
         for name in names:
             rs = data["runs"][name]
             keys = sorted({k for r in rs for k in r})
