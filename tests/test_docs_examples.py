@@ -42,6 +42,7 @@ from tests.helpers import (
     runProcessSync,
     shortTempDir,
     startServerAsync,
+    waitUntil,
 )
 from tests.test_layers import PUBLIC, SHIMS
 
@@ -132,6 +133,14 @@ class ExampleServer(ProcessProtocol):
         waiter.addTimeout(timeout, reactor)
         return await waiter
 
+    async def said(self, text: str, times: int) -> None:
+        """Wait until the server has printed ``text`` ``times`` times (its
+        log line for a close may come after the client has exited)."""
+        await waitUntil(
+            lambda: self.text.count(text) >= times,
+            what=lambda: f"{times} x {text!r} in {self.text!r}",
+        )
+
     def outReceived(self, data: bytes) -> None:
         self.output += data
         m = self._PORT.search(self.text)
@@ -211,6 +220,7 @@ class SocketsToTwistedTests(TestCase):
                 self, await runExample("socket_client.py", LOOPBACK, str(port), message)
             )
             self.assertIn("received: thank you!", out)
+        await server.said("closed: Connection was closed cleanly.", 2)
         await server.stop()
         self.assertIn("received: first", server.text)
         self.assertIn("received: second", server.text)
@@ -224,6 +234,7 @@ class SocketsToTwistedTests(TestCase):
         self.assertIn("received: thank you!", out)
         out = succeeded(self, await runExample("twisted_client.py", LOOPBACK, str(port), "yo"))
         self.assertIn("received: thank you!", out)
+        await server.said("closed (replied-once)", 2)
         await server.stop()
         self.assertEqual(server.text.count("closed (replied-once)"), 2, server.text)
 
