@@ -364,7 +364,10 @@ def speed(
                     mergeChecks(checks[name], {f"pingpong {key}": result})
             for name in order:
                 res = runs[name][rep]
-                streamAndSlowReader(res, checks[name], up[name], s, loadgen)
+                try:
+                    streamAndSlowReader(res, checks[name], up[name], s, loadgen)
+                except OSError as e:
+                    mergeChecks(checks[name], {"server still up": (False, str(e))})
                 # The two points of the earlier issues, under their old names.
                 for old, new in (("pp1", "c1x64B"), ("pp100", "c100x1KiB")):
                     for field in ("msgs", "p99_us", "cpu_us"):
