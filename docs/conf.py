@@ -51,7 +51,9 @@ intersphinx_mapping: dict[str, tuple[str, str | None]] = {
 
 html_theme = "furo"
 html_title = "tcpproto"
-exclude_patterns = ["_build", "_ext", "_templates", "examples", "locales", "man", "traces"]
+# docs/man/ holds the client's page (in the HTML docs and its man page) and
+# the man builder's conf.py, which is not a page.
+exclude_patterns = ["_build", "_ext", "_templates", "examples", "locales", "traces"]
 
 # -- The Simplified Chinese edition ---------------------------------------------
 # sphinx-build -D language=zh_CN uses the catalogues in locales/zh_CN/LC_MESSAGES/
