@@ -358,6 +358,20 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertEqual(close["reason"], IDLE_TIMEOUT)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def halfCloseable(
+        self, idleReset: bool = False
+    ) -> tuple[ServerConnection, HalfCloseableStringTransport, Clock]:
+        """A connection on a transport that can half-close, and its factory's clock."""
+        factory, clock = self.factory()
+        factory.idleReset = idleReset
+        transport = HalfCloseableStringTransport()
+        proto, _ = connectInMemory(factory, transport)
+        return proto, transport, clock
+
+    def idleOut(self, clock: Clock) -> None:
+        """Let the idle timeout run out (five sweeps: past 1.25 T)."""
+        clock.pump([self.timeout / 4] * 5)
+
     def silenceUntilClosed(
         self, clock: Clock, transport: StringTransport, step: float = 1 / 64
     ) -> float:
@@ -485,10 +499,8 @@ class IdleTimeoutTests(SynchronousTestCase):
         and the lingering is in the log.
         """
         log = LogCapture.install(self)
-        factory, clock = self.factory()
-        transport = HalfCloseableStringTransport()
-        proto, _ = connectInMemory(factory, transport)
-        clock.pump([self.timeout / 4] * 5)
+        proto, transport, clock = self.halfCloseable()
+        self.idleOut(clock)
         self.assertTrue(transport.writeDisconnecting)
         self.assertFalse(transport.disconnecting or transport.disconnected)
         proto.dataReceived(b"late")  # read and dropped, not echoed
@@ -505,10 +517,8 @@ class IdleTimeoutTests(SynchronousTestCase):
     def test_lingeringExpiresWithRST(self) -> None:
         """A peer that does not close within LINGER_TIMEOUT of our FIN is cut (RST)."""
         log = LogCapture.install(self)
-        factory, clock = self.factory()
-        transport = HalfCloseableStringTransport()
-        proto, _ = connectInMemory(factory, transport)
-        clock.pump([self.timeout / 4] * 5)
+        proto, transport, clock = self.halfCloseable()
+        self.idleOut(clock)
         self.assertTrue(transport.writeDisconnecting)
         clock.advance(LINGER_TIMEOUT - 0.01)
         self.assertFalse(transport.disconnected)
@@ -521,21 +531,16 @@ class IdleTimeoutTests(SynchronousTestCase):
 
     def test_stuckOutputIsReset(self) -> None:
         """Output the peer does not read: no FIN could follow it, so RST."""
-        factory, clock = self.factory()
-        transport = HalfCloseableStringTransport()
-        proto, _ = connectInMemory(factory, transport)
+        proto, transport, clock = self.halfCloseable()
         proto.pauseProducing()  # the transport's buffer is full
-        clock.pump([self.timeout / 4] * 5)
+        self.idleOut(clock)
         self.assertTrue(transport.disconnected)
         self.assertFalse(transport.writeDisconnecting)
 
     def test_resetOption(self) -> None:
         """``idleReset`` (``--idle-reset``): always RST, as before."""
-        factory, clock = self.factory()
-        factory.idleReset = True
-        transport = HalfCloseableStringTransport()
-        connectInMemory(factory, transport)
-        clock.pump([self.timeout / 4] * 5)
+        _, transport, clock = self.halfCloseable(idleReset=True)
+        self.idleOut(clock)
         self.assertTrue(transport.disconnected)
         self.assertFalse(transport.writeDisconnecting)
 
