@@ -14,6 +14,19 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.helpers.processes import shortTempDir
 from tests.helpers.sockets import LOOPBACK
 
+#: The flags of x509.KeyUsage, each of which its constructor requires.
+_KEY_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
 
 @dataclass
 class PKI:
@@ -107,20 +120,10 @@ def makePKI(testCase: SynchronousTestCase) -> PKI:
             )
         )
         if ca:
-            builder = builder.add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            # A CA signs (certificates, revocation lists) and does nothing else.
+            usages = dict.fromkeys(_KEY_USAGES, False)
+            usages.update(digital_signature=True, key_cert_sign=True, crl_sign=True)
+            builder = builder.add_extension(x509.KeyUsage(**usages), critical=True)
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
