@@ -31,44 +31,37 @@ from twisted.internet import base, tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
+from tcpproto._twisted import directReadEPollReactor
 from tcpproto.reactor import LeanEPollReactor
 
 TOP_HANDLER = base._topHandler
 _LONGEST = 2147483  # as ReactorBase.timeout: epoll_wait's int milliseconds
 
 
-class DispatchReactor(EPollReactor):
-    """Level ``dispatch``: issue 9's reactor (Twisted's own main loop)."""
+class DispatchReactor(directReadEPollReactor()):  # type: ignore[misc]
+    """
+    Level ``dispatch``: issue 9's reactor: Twisted's own main loop, plain
+    reads straight to ``doRead`` (tcpproto's dispatch, ``doPoll``).
+    """
 
-    def doPoll(self, timeout: float | None) -> None:
-        if timeout is None:
-            timeout = -1
-        try:
-            events = self._poller.poll(timeout, len(self._selectables))
-        except OSError as err:
-            if err.errno == errno.EINTR:
-                return
-            raise
-        for fd, event in events:
-            selectable = self._selectables.get(fd)
-            if selectable is None:
-                continue
-            if event == EPOLLIN and selectable.fileno() != -1:
-                try:
-                    why = selectable.doRead()
-                except BaseException:
-                    why = sys.exc_info()[1]
-                    log.err()
-                if why:
-                    self._disconnectSelectable(selectable, why, True)
-            else:
-                self._doReadOrWrite(selectable, fd, event)
+    mainLoop = EPollReactor.mainLoop
 
-    doIteration = doPoll
+
+TCP_DO_READ = tcp.Connection.doRead
+TCP_DATA_RECEIVED = tcp.Connection._dataReceived
 
 
 class LoopReactor(DispatchReactor):
-    """Level ``loop``: runUntilCurrent/timeout only when something is due."""
+    """
+    Level ``loop``: runUntilCurrent/timeout only when something is due, each
+    turn then calling ``doIteration`` (``doPoll``).
+
+    Its subclasses inline the poll and read the socket of a plain TCP
+    connection themselves (``reads``): ``"recv"``, or ``"into"`` one reused
+    buffer copied to a ``bytes`` (``dataReceived`` may keep what it gets).
+    """
+
+    reads: str | None = None
 
     def mainLoop(self) -> None:
         while self._started:
@@ -80,109 +73,7 @@ class LoopReactor(DispatchReactor):
 
     def _iterate(self) -> None:
         seconds = self.seconds
-        while self._started:
-            if (
-                self.threadCallQueue
-                or self._newTimedCalls
-                or self._justStopped
-                or self._cancellations > 50
-            ):
-                self.runUntilCurrent()
-                t = self.running and self.timeout()
-            else:
-                pending = self._pendingTimedCalls
-                if pending:
-                    delay = pending[0].time - seconds()
-                    if delay <= 0:
-                        self.runUntilCurrent()
-                        t = self.running and self.timeout()
-                    else:
-                        t = self.running and (delay if delay < _LONGEST else _LONGEST)
-                else:
-                    t = self.running and None
-            self.doIteration(t)
-
-
-TCP_DO_READ = tcp.Connection.doRead
-TCP_DATA_RECEIVED = tcp.Connection._dataReceived
-
-
-class ReadReactor(LoopReactor):
-    """Level ``read``: + plain TCP connections read without doRead/_dataReceived."""
-
-    def _iterate(self) -> None:
-        seconds = self.seconds
-        poll = self._poller.poll
-        selectables = self._selectables
-        general = self._doReadOrWrite
-        plain: dict[type, bool] = {}
-        from twisted.internet import main
-
-        LOST, DONE = main.CONNECTION_LOST, main.CONNECTION_DONE
-        while self._started:
-            if (
-                self.threadCallQueue
-                or self._newTimedCalls
-                or self._justStopped
-                or self._cancellations > 50
-            ):
-                self.runUntilCurrent()
-                t = self.running and self.timeout()
-            else:
-                pending = self._pendingTimedCalls
-                if pending:
-                    delay = pending[0].time - seconds()
-                    if delay <= 0:
-                        self.runUntilCurrent()
-                        t = self.running and self.timeout()
-                    else:
-                        t = self.running and (delay if delay < _LONGEST else _LONGEST)
-                else:
-                    t = self.running and None
-            try:
-                events = poll(-1 if t is None else t, len(selectables))
-            except OSError as err:
-                if err.errno == errno.EINTR:
-                    continue
-                raise
-            for fd, event in events:
-                selectable = selectables.get(fd)
-                if selectable is None:
-                    continue
-                if event == EPOLLIN and selectable.fileno() != -1:
-                    kind = type(selectable)
-                    fast = plain.get(kind)
-                    if fast is None:
-                        fast = plain[kind] = (
-                            kind.doRead is TCP_DO_READ and kind._dataReceived is TCP_DATA_RECEIVED
-                        )
-                    try:
-                        if fast:
-                            try:
-                                data = selectable.socket.recv(selectable.bufferSize)
-                            except OSError as se:
-                                why = None if se.args[0] == errno.EAGAIN else LOST
-                            else:
-                                if data:
-                                    selectable.protocol.dataReceived(data)
-                                    continue
-                                why = DONE
-                        else:
-                            why = selectable.doRead()
-                    except BaseException:
-                        why = sys.exc_info()[1]
-                        log.err()
-                    if why:
-                        self._disconnectSelectable(selectable, why, True)
-                else:
-                    general(selectable, fd, event)
-
-
-class ReadIntoReactor(LoopReactor):
-    """Level ``readinto``: ``read``, receiving into one reused buffer (then copied to bytes)."""
-
-    def _iterate(self) -> None:
-        seconds = self.seconds
+        reads = self.reads
         poll = self._poller.poll
         selectables = self._selectables
         general = self._doReadOrWrite
@@ -212,6 +103,9 @@ class ReadIntoReactor(LoopReactor):
                         t = self.running and (delay if delay < _LONGEST else _LONGEST)
                 else:
                     t = self.running and None
+            if reads is None:
+                self.doIteration(t)
+                continue
             try:
                 events = poll(-1 if t is None else t, len(selectables))
             except OSError as err:
@@ -232,8 +126,11 @@ class ReadIntoReactor(LoopReactor):
                     try:
                         if fast:
                             try:
-                                n = selectable.socket.recv_into(buffer)
-                                data = view[:n].tobytes()
+                                if reads == "into":
+                                    n = selectable.socket.recv_into(buffer)
+                                    data = view[:n].tobytes()
+                                else:
+                                    data = selectable.socket.recv(selectable.bufferSize)
                             except OSError as se:
                                 why = None if se.args[0] == errno.EAGAIN else LOST
                             else:
@@ -250,6 +147,18 @@ class ReadIntoReactor(LoopReactor):
                         self._disconnectSelectable(selectable, why, True)
                 else:
                     general(selectable, fd, event)
+
+
+class ReadReactor(LoopReactor):
+    """Level ``read``: + plain TCP connections read without doRead/_dataReceived."""
+
+    reads = "recv"
+
+
+class ReadIntoReactor(LoopReactor):
+    """Level ``readinto``: ``read``, receiving into one reused buffer (then copied to bytes)."""
+
+    reads = "into"
 
 
 LEVELS: dict[str, Any] = {
