@@ -139,30 +139,10 @@ class Settings:
     clients: tuple[str, ...] = ("c", "py")
 
 
-FULL = Settings(
-    reps=3,
-    secs=4.0,
-    gridSecs=1.5,
-    slowMB=200,
-    slowSecs=6.0,
-    slowConns=1000,
-    idleConns=10000,
-    clientMB=1024,
-    scaling=True,
-    pin=True,
-)
-SMOKE = Settings(
-    reps=1,
-    secs=1.0,
-    gridSecs=0.3,
-    slowMB=64,
-    slowSecs=2.0,
-    slowConns=100,
-    idleConns=500,
-    clientMB=32,
-    scaling=True,
-    pin=True,
-)
+# The full run and CI's smoke run (every workload, shorter and smaller), as a table:
+#               reps secs gridSecs slowMB slowSecs slowConns idleConns clientMB
+FULL = Settings(3, 4.0, 1.5, 200, 6.0, 1000, 10000, 1024, scaling=True, pin=True)
+SMOKE = Settings(1, 1.0, 0.3, 64, 2.0, 100, 500, 32, scaling=True, pin=True)
 
 
 # -- building and process plumbing ------------------------------------------
