@@ -222,7 +222,7 @@ class Options(usage.Options):
             "The listen backlog of TCP, TLS and UNIX listeners: connections the kernel "
             "completes and queues before the server accepts them (default: "
             "--max-connections, at least 511, at most the kernel's "
-            "net.core.somaxconn, which caps it anyway).",
+            "net.core.somaxconn, which caps it anyway)",
             _positiveInt("backlog"),
         ],
         [
@@ -231,7 +231,7 @@ class Options(usage.Options):
             None,
             "Answers per second to one --udp source address, and the burst allowed "
             f"(0: no limit; default {DEFAULT_UDP_RATE:g} in thankyou mode, "
-            "no limit in echo mode).",
+            "no limit in echo mode)",
             _nonNegativeFloatNumber("udp-rate"),
         ],
         [
