@@ -1,5 +1,6 @@
 """
-Half-close helpers shared by the server connection and the client.
+Transport helpers (half-close, reading side, write target) shared by the
+server connection and the client.
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def readingSide(transport: object) -> IPushProducer | None:
         if transport is None:
             return None
     return None
+
+
+def writesTo(transport: object) -> object:
+    """
+    The transport that ``transport.write`` writes to: ``transport`` itself,
+    or, for a wrapper that only changes what ``getPeer``/``getHost`` say (the
+    PROXY layer's, whose ``writesTo`` attribute names it), the one it wraps,
+    so that the write-through fast path (``tcpproto._twisted``) applies
+    behind it too.
+    """
+    return getattr(transport, "writesTo", None) or transport
 
 
 def isClosing(transport: object) -> bool:

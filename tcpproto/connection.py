@@ -57,7 +57,7 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from tcpproto._addresses import IPAddress, Network, formatAddress, isIPTransportAddress, peerIP
-from tcpproto._halfclose import canHalfClose, halfCloseOrClose, isClosing, readingSide
+from tcpproto._halfclose import canHalfClose, halfCloseOrClose, isClosing, readingSide, writesTo
 from tcpproto._ratelimit import RateLimitedLog
 from tcpproto._stats import ListenerStats
 from tcpproto._timers import ConnectionTimers, defaultClock
@@ -171,6 +171,9 @@ class ServerConnection(Protocol):
 
     _ip: IPAddress | None = None
     _sock: socket.socket | None = None
+    #: The plain TCP transport ``_sock`` belongs to: the transport itself, or
+    #: the one a wrapper writes to (the PROXY layer's).
+    _writeBase: object = None
     _readSide: IPushProducer | None = None
     _tlsWrite: Callable[[bytes], None] | None = None
     _idleMark: int = -1
@@ -199,6 +202,7 @@ class ServerConnection(Protocol):
         self.peer = ""
         self._ip = None
         self._sock = None
+        self._writeBase = None
         self._readSide = None
         self._tlsWrite = None
         self._idleMark = -1
@@ -227,7 +231,9 @@ class ServerConnection(Protocol):
             # back.  (UNIX transports claim ITCPTransport too.)
             transport.setTcpNoDelay(True)
         if hooks is None or hooks.writeThrough:
-            self._sock = writeThroughSocket(transport)
+            base = writesTo(transport)
+            self._sock = writeThroughSocket(base)
+            self._writeBase = base
         self._tlsWrite = tlsWriterFor(transport)
         self._readSide = readingSide(transport)
         cast(IConsumer, transport).registerProducer(self, True)
@@ -241,7 +247,7 @@ class ServerConnection(Protocol):
         sock = self._sock
         if sock is not None:
             # The write-through fast path (see tcpproto._twisted).
-            taken = writeThrough(self.transport, sock, data)
+            taken = writeThrough(self._writeBase, sock, data)
             if taken == 0:
                 return
             if taken > 0:
@@ -252,7 +258,7 @@ class ServerConnection(Protocol):
                 # peers that never read cost 33-42 KiB each instead of 88 KiB
                 # (benchmarks/RESULTS.md).
                 if self._producing and not self.paused:
-                    markProducerPaused(self.transport)
+                    markProducerPaused(self._writeBase)
                     self.pauseProducing()
                 return
         if self._tlsWrite is not None:
@@ -437,6 +443,7 @@ class ServerConnection(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._sock = None
+        self._writeBase = None
         self._tlsWrite = None
         call, self._lingerCall = self._lingerCall, None
         if call is not None and call.active():

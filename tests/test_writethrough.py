@@ -19,11 +19,12 @@ the fast path is taken: no ``transport.write`` call at all for a ping-pong.
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,6 +38,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
+from tcpproto._proxy import _ProxiedTransport
 from tcpproto._twisted import writeThroughSocket as _writeThroughSocket
 from tcpproto.connection import ServerFactory
 from tests.helpers import LOOPBACK, chunked, listenLocal, portNumber
@@ -239,6 +241,26 @@ class FeatureDetectionTests(SynchronousTestCase):
         assert proto is not None
         transport = Other(server, proto, (LOOPBACK, 1), None, 0, MemoryReactorClock())  # type: ignore[arg-type]
         self.assertIsNone(_writeThroughSocket(transport))
+
+    def test_behindTheProxyLayer(self) -> None:
+        """
+        The PROXY layer's transport only changes the addresses and writes to
+        a plain TCP one: answers take the fast path behind it too.
+        """
+        server, client = tcpPair()
+        self.addCleanup(client.close)
+        self.addCleanup(server.close)
+        proto = echoFactory().buildProtocol(PEER)
+        assert isinstance(proto, ServerConnection)
+        transport = tcp.Server(server, proto, (LOOPBACK, 40000), None, 0, MemoryReactorClock())  # type: ignore[arg-type]
+        writes = countWrites(transport)
+        claimed = IPv4Address("TCP", "127.0.0.2", 5000)
+        proto.makeConnection(cast(Any, _ProxiedTransport(transport, claimed, transport.getHost())))
+        self.assertIs(proto._sock, server)
+        proto.dataReceived(b"hello")
+        self.assertEqual(writes, [])
+        self.assertEqual(select.select([client], [], [], SOCKET_TIMEOUT)[0], [client])
+        self.assertEqual(client.recv(100), b"hello")
 
     def test_missingAttributes(self) -> None:
         """Private attributes the fast path reads must all be there."""
