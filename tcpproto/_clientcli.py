@@ -433,7 +433,11 @@ async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int
         f"connected to {describeConnection(proto.transport)}; type lines, Ctrl-D to finish"
     )
 
+    #: How much input had been sent when the server ended its side.
+    sentAtServerEnd: list[int] = []
+
     def serverFinished() -> None:
+        sentAtServerEnd.append(proto.bytesOut)
         display.say(
             f"{target.name()} has finished sending (it may still read): "
             "type more, or Ctrl-D to finish"
@@ -447,15 +451,26 @@ async def _run(reactor: IReactorCore, target: _Target, interactive: bool) -> int
         await proto.done
     except Exception:
         failure = Failure()
-        if failure.check(InputNotSent):
-            # Input was lost: always worth a line, and a failure.
-            display.error(
-                f"{target.name()} closed the connection before reading all our input "
-                f"({cast(InputNotSent, failure.value).bytesSent:,} bytes sent)"
-            )
-        elif not inputSide.outputClosed:  # else our reader left (| head): be quiet
-            display.error(f"{target.name()}: {_describeFailure(failure)}")
-        status = EXIT_CONNECT_FAILED
+        if (
+            failure.check(InputNotSent)
+            and interactive
+            and sentAtServerEnd
+            and proto.bytesOut == sentAtServerEnd[0]
+        ):
+            # At a terminal, nothing typed since the server ended its side,
+            # which then reset the connection (its idle timeout lingered for
+            # our end, which did not come): nothing of ours was refused.
+            display.say(f"{target.name()} closed the connection")
+        else:
+            if failure.check(InputNotSent):
+                # Input was lost: always worth a line, and a failure.
+                display.error(
+                    f"{target.name()} closed the connection before reading all our input "
+                    f"({cast(InputNotSent, failure.value).bytesSent:,} bytes sent)"
+                )
+            elif not inputSide.outputClosed:  # else our reader left (| head): be quiet
+                display.error(f"{target.name()}: {_describeFailure(failure)}")
+            status = EXIT_CONNECT_FAILED
     else:
         if proto.serverClosedFirst:
             display.say(f"{target.name()} closed the connection")

@@ -18,6 +18,7 @@ import io
 import os
 import select
 import socket
+import struct
 import subprocess
 import time
 
@@ -249,6 +250,12 @@ class TutorialServer:
         assert self.conn is not None
         self.conn.shutdown(socket.SHUT_WR)
 
+    def reset(self) -> None:
+        """Close with RST (SO_LINGER 0), as a server's lingering close that expired."""
+        assert self.conn is not None
+        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.conn.close()
+
     def readToEnd(self) -> bytes:
         assert self.conn is not None
         rest = self.received
@@ -320,6 +327,46 @@ class TerminalTests(SynchronousTestCase):
             ),
             screen,
         )
+
+    def test_resetAfterTheServersEnd(self) -> None:
+        """
+        The server ends its side, then resets (a server's idle timeout: FIN,
+        then RST when our end does not come): TCP tells the client only when it
+        next writes or closes; with nothing typed since, nothing was lost: at
+        Ctrl-D the client says the server closed and exits 0.
+        """
+        server = TutorialServer(self)
+        term = Terminal(self, LOOPBACK, str(server.port))
+        server.accept()
+        self.helloThankYou(term, server)
+        server.endOurSide()
+        term.waitFor(b"has finished sending")
+        server.reset()  # noticed only when the client next writes or closes
+        term.type(b"\x04")
+        self.assertEqual(term.finish(), 0)
+        self.assertTrue(
+            term.screen.endswith(
+                b"tcpecho-client: 127.0.0.1 port %d closed the connection\r\n" % server.port
+            ),
+            term.screen,
+        )
+        self.assertNotIn(b"before reading all our input", term.screen)
+
+    def test_typedAfterTheServersEndThenReset(self) -> None:
+        """What is typed after the server's end and then not read is reported: exit 1."""
+        server = TutorialServer(self)
+        term = Terminal(self, LOOPBACK, str(server.port))
+        server.accept()
+        self.helloThankYou(term, server)
+        server.endOurSide()
+        term.waitFor(b"has finished sending")
+        term.type(b"lost?\n")
+        assert server.conn is not None
+        self.assertTrue(select.select([server.conn], [], [], TIMEOUT)[0])  # arrived, unread
+        server.reset()
+        term.type(b"\x04")
+        self.assertEqual(term.finish(), 1)
+        self.assertIn(b"closed the connection before reading all our input", term.screen)
 
     def test_quiet(self) -> None:
         """``--quiet``: no messages; the screen is still kept tidy."""
