@@ -328,6 +328,16 @@ class TerminalTests(SynchronousTestCase):
             screen,
         )
 
+    def afterTheServersEnd(self) -> tuple[TutorialServer, Terminal]:
+        """A line and its reply, then the server ends its side (FIN), announced."""
+        server = TutorialServer(self)
+        term = Terminal(self, LOOPBACK, str(server.port))
+        server.accept()
+        self.helloThankYou(term, server)
+        server.endOurSide()
+        term.waitFor(b"has finished sending")
+        return server, term
+
     def test_resetAfterTheServersEnd(self) -> None:
         """
         The server ends its side, then resets (a server's idle timeout: FIN,
@@ -335,12 +345,7 @@ class TerminalTests(SynchronousTestCase):
         next writes or closes; with nothing typed since, nothing was lost: at
         Ctrl-D the client says the server closed and exits 0.
         """
-        server = TutorialServer(self)
-        term = Terminal(self, LOOPBACK, str(server.port))
-        server.accept()
-        self.helloThankYou(term, server)
-        server.endOurSide()
-        term.waitFor(b"has finished sending")
+        server, term = self.afterTheServersEnd()
         server.reset()  # noticed only when the client next writes or closes
         term.type(b"\x04")
         self.assertEqual(term.finish(), 0)
@@ -354,12 +359,7 @@ class TerminalTests(SynchronousTestCase):
 
     def test_typedAfterTheServersEndThenReset(self) -> None:
         """What is typed after the server's end and then not read is reported: exit 1."""
-        server = TutorialServer(self)
-        term = Terminal(self, LOOPBACK, str(server.port))
-        server.accept()
-        self.helloThankYou(term, server)
-        server.endOurSide()
-        term.waitFor(b"has finished sending")
+        server, term = self.afterTheServersEnd()
         term.type(b"lost?\n")
         assert server.conn is not None
         self.assertTrue(select.select([server.conn], [], [], TIMEOUT)[0])  # arrived, unread
