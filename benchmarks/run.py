@@ -261,8 +261,13 @@ def pyclients(
     argv += [str(secs), *flags]
     if cpu is not None:
         argv += ["--cpu", str(cpu)]
+    return runJSON(argv, timeout=secs + 60)
+
+
+def runJSON(argv: list[str], timeout: float) -> dict[str, Any]:
+    """Run a measuring tool that prints its result as a JSON line last; that result."""
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": "timed out"}
     lines = out.stdout.strip().splitlines()
@@ -291,16 +296,7 @@ class Loadgen:
         self.pin = pin
 
     def __call__(self, *args: object, timeout: float = 60) -> dict[str, Any]:
-        argv = pinned(1, [str(self.path), *map(str, args)], self.pin)
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": "timed out"}
-        lines = out.stdout.strip().splitlines()
-        if not lines:
-            return {"error": (out.stderr.strip() or "no output")[-200:]}
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
+        return runJSON(pinned(1, [str(self.path), *map(str, args)], self.pin), timeout)
 
 
 # -- the workloads ------------------------------------------------------------
