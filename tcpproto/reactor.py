@@ -24,7 +24,7 @@ anything it uses:
 
 :class:`LeanEPollReactor` dispatches the common event -- readable, nothing
 else -- straight to ``doRead``, with the same checks and error handling as
-Twisted's ``_doReadOrWrite``; every other event (writable, hang-up, error)
+Twisted's own read-or-write dispatch; every other event (writable, hang-up, error)
 goes through Twisted's own code unchanged.  Its main loop runs
 ``runUntilCurrent`` and ``timeout`` only on the turns that need them (a call
 from a thread is queued, a timed call was added or is due, ``stop()`` was
