@@ -66,8 +66,14 @@ def writesTo(transport: object) -> object:
     PROXY layer's, whose ``writesTo`` attribute names it), the one it wraps,
     so that the write-through fast path (``tcpproto._twisted``) applies
     behind it too.
+
+    Only the wrapper's own attribute counts: Twisted's wrappers (TLS,
+    ``policies.ProtocolWrapper``) pass unknown attribute names on to the
+    transport below them, and writing past one of those would skip it (over
+    TLS, send the answer unencrypted).
     """
-    return getattr(transport, "writesTo", None) or transport
+    base = getattr(transport, "__dict__", {}).get("writesTo")
+    return transport if base is None else base
 
 
 def isClosing(transport: object) -> bool:

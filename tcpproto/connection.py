@@ -230,11 +230,11 @@ class ServerConnection(Protocol):
             # Echo answers are latency-bound: do not let Nagle hold them
             # back.  (UNIX transports claim ITCPTransport too.)
             transport.setTcpNoDelay(True)
+        base = writesTo(transport)
         if hooks is None or hooks.writeThrough:
-            base = writesTo(transport)
             self._sock = writeThroughSocket(base)
             self._writeBase = base
-        self._tlsWrite = tlsWriterFor(transport)
+        self._tlsWrite = tlsWriterFor(base)
         self._readSide = readingSide(transport)
         cast(IConsumer, transport).registerProducer(self, True)
         self._producing = True

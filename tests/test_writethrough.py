@@ -31,13 +31,16 @@ from hypothesis import strategies as st
 from twisted.internet import error, reactor, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IHalfCloseableDescriptor
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.threads import deferToThread
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcpproto import EchoFactory, ServerConnection, ThankYouFactory
+from tcpproto._halfclose import writesTo
 from tcpproto._proxy import _ProxiedTransport
 from tcpproto._twisted import writeThroughSocket as _writeThroughSocket
 from tcpproto.connection import ServerFactory
@@ -261,6 +264,28 @@ class FeatureDetectionTests(SynchronousTestCase):
         self.assertEqual(writes, [])
         self.assertEqual(select.select([client], [], [], SOCKET_TIMEOUT)[0], [client])
         self.assertEqual(client.recv(100), b"hello")
+
+    def test_notPastAWrapperBehindTheProxyLayer(self) -> None:
+        """
+        A wrapper between the PROXY layer and the protocol (TLS, or any
+        ProtocolWrapper, which pass unknown attribute names down) is not
+        written past: over TLS that would send the answer unencrypted.
+        """
+        server, client = tcpPair()
+        self.addCleanup(client.close)
+        self.addCleanup(server.close)
+        noPort: Any = None
+        clock = MemoryReactorClock()
+        transport = tcp.Server(server, Protocol(), (LOOPBACK, 40000), noPort, 0, clock)
+        claimed = IPv4Address("TCP", "127.0.0.2", 5000)
+        proxied = _ProxiedTransport(transport, claimed, transport.getHost())
+        wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+        wrapper.makeConnection(cast(Any, proxied))
+        self.assertIs(writesTo(wrapper), wrapper)
+        proto = echoFactory().buildProtocol(PEER)
+        assert isinstance(proto, ServerConnection)
+        proto.makeConnection(wrapper)
+        self.assertIsNone(proto._sock)
 
     def test_missingAttributes(self) -> None:
         """Private attributes the fast path reads must all be there."""
