@@ -254,14 +254,17 @@ class DatagramServer(DatagramProtocol):
         """Take a token from ``host``'s bucket, if it has one (a token bucket)."""
         now = self.clock.seconds()
         rate = self.rate
+        # A burst of at least one answer, so that a rate below one a second
+        # still answers (one every 1/rate seconds).
+        burst = rate if rate > 1.0 else 1.0
         buckets = self._buckets
         bucket = buckets.get(host)
         if bucket is None:
             # Bounded, since sources can be forged: forget the oldest.
             if len(buckets) >= _BUCKETS:
                 del buckets[next(iter(buckets))]
-            bucket = buckets[host] = [rate, now]
-        tokens = min(rate, bucket[0] + (now - bucket[1]) * rate)
+            bucket = buckets[host] = [burst, now]
+        tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
         bucket[1] = now
         if tokens < 1.0:
             bucket[0] = tokens

@@ -141,6 +141,17 @@ class DatagramServerTests(SynchronousTestCase):
             server.datagramReceived(b"q" * 20, PEER)
         self.assertEqual(len(t.sent), 16)
 
+    def test_rateBelowOneASecond(self) -> None:
+        """A rate below one a second still answers: one every 1/rate seconds."""
+        clock = Clock()
+        server = DatagramServer("thankyou", rate=0.5, clock=clock)
+        t = connected(server)
+        for _ in range(4):
+            server.datagramReceived(b"q" * 20, PEER)
+            clock.advance(1.0)
+        self.assertEqual(len(t.sent), 2)
+        self.assertEqual(server.stats.refused, {"rate-limited": 2})
+
     def test_rateLimitDefaults(self) -> None:
         """100 a second in thankyou mode; none in echo mode (the reply is the request)."""
         self.assertEqual(DatagramServer("thankyou", clock=Clock()).rate, 100)
