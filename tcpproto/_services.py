@@ -116,14 +116,26 @@ def _exitIfCannotListen(description: str) -> Iterator[None]:
         raise cannotListen(description, e) from None
 
 
-def cannotListen(description: str, e: Exception) -> SystemExit:
+class CannotListenExit(SystemExit, Exception):  # noqa: N818 (an exit, like SystemExit)
+    """
+    The exit for a listener that cannot listen.
+
+    A :class:`SystemExit` (one line, status 1, no traceback), and an
+    :class:`Exception` too: a daemonised ``twistd`` reports only an
+    ``Exception`` from starting the application to the waiting parent (which
+    then exits 1) and removes its pid file; it would wait for ever on a bare
+    ``SystemExit``.
+    """
+
+
+def cannotListen(description: str, e: Exception) -> CannotListenExit:
     """
     The exit for a listener that cannot listen: a user mistake (port in use,
     no permission, no such directory) gets one line and status 1, no traceback.
     """
     cause = e.socketError if isinstance(e, CannotListenError) else e
     why = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
-    return SystemExit(f"twistd tcpecho: error: cannot listen on {description!r}: {why}")
+    return CannotListenExit(f"twistd tcpecho: error: cannot listen on {description!r}: {why}")
 
 
 def announceListening(port: IListeningPort, description: str) -> None:

@@ -28,6 +28,7 @@ from tests.helpers import (
     ProcessResult,
     busyPort,
     clientCommand,
+    executable,
     parseListening,
     processEnv,
     runClientSync,
@@ -199,6 +200,22 @@ class ServerErrorTests(SynchronousTestCase):
         description = busyPort(self)
         result = self.runServer("--listen", description)
         self.assertOneLineError(result, description, "in use")
+
+    def test_portInUseDaemonised(self) -> None:
+        """
+        Daemonised (no ``-n``), the waiting parent learns of it and exits 1,
+        and the pid file is removed: it does not wait for ever.
+        """
+        description = busyPort(self)
+        directory = shortTempDir(self)
+        pidfile = os.path.join(directory, "twistd.pid")
+        argv = [executable("twistd"), f"--pidfile={pidfile}", "--logfile=twistd.log"]
+        result = runProcessSync(
+            [*argv, "tcpecho", "--listen", description], cwd=directory, env=processEnv()
+        )
+        self.assertEqual(result.status, 1, result.err)
+        self.assertIn(b"cannot listen on", result.out + result.err)
+        self.assertFalse(os.path.exists(pidfile))
 
     def test_badEndpoint(self) -> None:
         result = self.runServer("--listen", "tcpx:1")
