@@ -217,7 +217,11 @@ def _leanDispatch() -> type:
         """
 
         def doPoll(self, timeout: float | None) -> None:
-            """Poll for events and dispatch them (see :mod:`tcpproto.reactor`)."""
+            """
+            Poll for events and dispatch them (see :mod:`tcpproto.reactor`).
+
+            ``_leanLoop`` has a copy of this inlined: keep the two in step.
+            """
             if timeout is None:
                 timeout = -1  # wait indefinitely
             try:
@@ -300,7 +304,8 @@ def _leanDispatch() -> type:
                             t = LONGEST_WAIT
                 if not self.running:
                     t = 0  # Twisted's "t = self.running and timeout"
-                # The rest is doPoll, inlined: a call less per turn.
+                # The rest is doPoll, inlined: a call less per turn.  (Keep
+                # the two in step: a change to one is a change to both.)
                 try:
                     events = poll(-1 if t is None else t, len(selectables))
                 except OSError as err:
