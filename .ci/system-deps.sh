@@ -5,7 +5,8 @@
 # is skipped with a note without it), and for the tests and traces that run
 # in a network namespace with packet loss: nftables (`nft`), iproute2 (`ip`,
 # `ss`) and tcpdump; and python3-doc, whose objects.inv the docs build links
-# Python names with (offline).  Runs as root in CI; elsewhere it uses sudo when there
+# Python names with (offline); valgrind, whose callgrind counts the server's
+# instructions per message (benchmarks/instructions.py).  Runs as root in CI; elsewhere it uses sudo when there
 # is one, and otherwise only says what is missing.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ have nft || missing+=(nftables)
 have tcpdump || missing+=(tcpdump)
 # Python's intersphinx inventory, read offline by the docs build (.ci/docs.sh).
 [ -f /usr/share/doc/python3/html/objects.inv ] || missing+=(python3-doc)
+have valgrind || missing+=(valgrind)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
