@@ -14,14 +14,20 @@ CPython, measured with ``benchmarks/instructions.py``.
   flow control, no write-through bookkeeping; unsafe as an echo);
 - ``tcpproto``: ``tcpproto.EchoProtocol`` under a plain
   ``Factory.forProtocol``: the protocol alone, without the hooks our factory
-  adds (limits, idle timer, statistics, logs).
+  adds (limits, idle timer, statistics, logs); ``factory``: under
+  ``tcpproto.EchoFactory`` (everything but ``twistd``'s logging);
+- ``uvloop``: what a compiled loop and transport would leave: uvloop's
+  loop and transport, under a protocol doing ``tcpproto.EchoProtocol``'s
+  per-message bookkeeping in Python (both byte counters, the
+  lingering-close check, ``send``'s checks) before ``transport.write``.
 
 Compare with ``twistd tcpecho`` (everything on) and uvloop:
 
     python benchmarks/instructions.py tcpecho uvloop \\
         floor_python='{python} benchmarks/experiments/floor.py python {port}' \\
         floor_twisted='{python} benchmarks/experiments/floor.py twisted {port}' \\
-        floor_tcpproto='{python} benchmarks/experiments/floor.py tcpproto {port}'
+        floor_tcpproto='{python} benchmarks/experiments/floor.py tcpproto {port}' \\
+        floor_uvloop='{python} benchmarks/experiments/floor.py uvloop {port}'
 
 benchmarks/RESULTS.md has what each measured.
 """
@@ -88,11 +94,44 @@ def twistedFloor(port: int, mode: str) -> None:
     reactor.run()
 
 
+def uvloopBookkeeping(port: int) -> None:
+    import asyncio
+
+    import uvloop
+
+    class Counted(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.bytesIn = self.bytesOut = 0
+            self.discarding = self.paused = False
+
+        def data_received(self, data: bytes) -> None:
+            self.bytesIn += len(data)
+            if self.discarding:
+                return
+            self.send(data)
+
+        def send(self, data: bytes) -> None:
+            self.bytesOut += len(data)
+            transport = self.transport
+            if transport is not None and not self.paused:
+                transport.write(data)  # type: ignore[attr-defined]
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Counted, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
+
+
 if __name__ == "__main__":
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "python":
         pythonFloor(port)
+    elif mode == "uvloop":
+        uvloopBookkeeping(port)
     elif mode in ("twisted", "tcpproto", "factory"):
         twistedFloor(port, mode)
     else:
-        sys.exit(f"floor.py: unknown mode {mode!r} (python, twisted, tcpproto)")
+        sys.exit(f"floor.py: unknown mode {mode!r} (python, twisted, tcpproto, factory, uvloop)")
