@@ -336,8 +336,11 @@ def speed(
                         if kind == "c"
                         else partial(pyclients, port, conns, size, s.gridSecs)
                     )
+                    others = {n: cpuSeconds(up[n][1]) for n in order if n != name}
+                    started = time.monotonic()
                     result = pingpong(runs[name][rep], key, pid, run)
                     mergeChecks(checks[name], {f"pingpong {key}": result})
+                    idleChecks(checks, others, up, time.monotonic() - started, f"{name} {key}")
             for name in order:
                 res = runs[name][rep]
                 try:
@@ -350,6 +353,28 @@ def speed(
                         res[f"{old}_{field}"] = res.get(f"{new}_{field}")
                 progress(f"rep {rep + 1} {name}: {res}")
     return runs, checks
+
+
+#: The share of a CPU a server may use while another is measured.  All are
+#: pinned to CPU 0: one that spins while idle (the C peer did, after a slow
+#: reader's reset, until 2026-12-01) takes half of that CPU from the server
+#: being measured and halves its rate: every later figure is wrong.
+IDLE_BUSY_LIMIT = 0.05
+
+
+def idleChecks(
+    checks: dict[str, dict[str, tuple[bool, str]]],
+    before: dict[str, float],
+    up: dict[str, tuple[int, int]],
+    elapsed: float,
+    during: str,
+) -> None:
+    """Check that the servers not being measured stayed idle (``before``: their CPU seconds)."""
+    for other, cpu0 in before.items():
+        busy = (cpuSeconds(up[other][1]) - cpu0) / max(elapsed, 1e-3)
+        ok = busy <= IDLE_BUSY_LIMIT
+        detail = f"{busy:.0%} of a CPU during {during}" if not ok else "idle"
+        mergeChecks(checks[other], {"idle while another server is measured": (ok, detail)})
 
 
 def streamAndSlowReader(
