@@ -27,7 +27,7 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO=(sudo -n)
 else
-    echo "system-deps: missing ${missing[*]} and this user cannot install them (their tests are skipped)" >&2
+    echo "system-deps: missing ${missing[*]} and this user cannot install them (their tests are skipped; the instruction count needs valgrind)" >&2
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -6,22 +6,25 @@ User-space instructions per message, counted exactly with callgrind.
     python benchmarks/instructions.py --points 1x64B,100x1KiB --top 25 tcpecho
     python benchmarks/instructions.py mine='twistd -n --pidfile= tcpecho --listen tcp:{port}'
 
-Wall-clock rates on a shared 2-CPU virtual machine move by 30% between
-repetitions, and 80-90% of a server's CPU time per message is the kernel's,
-the same work for every server that makes the same system calls (``strace
--c``: one ``epoll_wait``, one read and one write per message for all three).
-What differs between servers is their own code, and callgrind counts it
-exactly: the same binary, inputs and point give the same count within about
-1% (3% at 100 connections, where the number of events per ``epoll_wait``
-varies), whatever else the machine is doing.
+Wall-clock rates on a 2-CPU virtual machine move between repetitions, and
+80-90% of a server's CPU time per message is the kernel's, the same work for
+every server that makes the same system calls (``strace -c``: one
+``epoll_wait``, one read and one write per message for the C server, uvloop
+and ``tcpecho`` alike).  What differs between servers is their own code, and
+callgrind counts it exactly: the same binary, inputs and point give the same
+count within about 1% at one connection, whatever else the machine is doing
+(at 10 and 100 connections the number of events each ``epoll_wait`` returns
+varies with timing, and so does the count, by up to about 10%).
 
-Each server runs under ``valgrind --tool=callgrind`` with instrumentation off
-while it starts; for each point, instrumentation is switched on only while
-the C load generator (``loadgen.c``) drives it, the counts are dumped, and the
-total is divided by the messages answered.  ``--top N`` prints the N C
-functions with the largest inclusive share per message (for a Python server:
-the interpreter's eval loop, ``socket.recv``, ``take_gil``, ``malloc`` ...),
-which is where benchmarks/RESULTS.md's breakdowns come from.
+Each point starts the server afresh under ``valgrind --tool=callgrind``,
+instrumentation off while it starts.  Then the C load generator
+(``loadgen.c``) drives it twice, for ``--secs`` and for twice that, each run
+counted on its own (counters zeroed before it, dumped after its connections
+closed); the difference in instructions over the difference in messages is
+the figure, so what each run costs once (accepting and closing the
+connections) is left out.  ``--top N`` prints the N C functions with the
+largest inclusive count per message in the longer run (for a Python server:
+the interpreter's calls, ``socket.recv``, ``take_gil``, ``malloc`` ...).
 
 Servers are the built-ins of ``run.py`` (``tcpecho``, ``uvloop``,
 ``c_epoll``, ...) or ``NAME='command with {port}'``.  Only 127.0.0.1 is used;
@@ -70,24 +73,64 @@ def totalInstructions(outFile: Path) -> int:
 def top(outFile: Path, n: int) -> list[tuple[int, str]]:
     """The ``n`` functions with the largest inclusive count, as callgrind_annotate has them."""
     out = subprocess.run(
-        ["callgrind_annotate", "--inclusive=yes", "--threshold=99", str(outFile)],
+        ["callgrind_annotate", "--inclusive=yes", "--auto=no", "--threshold=99", str(outFile)],
         capture_output=True,
         text=True,
         check=True,
+        timeout=300,
     ).stdout
     rows = []
     for line in out.splitlines():
         m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(.*)", line)
-        if m:
+        if m and "PROGRAM TOTALS" not in line:
             rows.append((int(m.group(1).replace(",", "")), m.group(2).strip()))
     rows.sort(reverse=True)
     return rows[:n]
 
 
+def control(pid: int, *args: str) -> None:
+    """Send ``callgrind_control ARGS`` to ``pid``; raise unless it says it was done."""
+    try:
+        out = subprocess.run(
+            ["callgrind_control", *args, str(pid)], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError(f"callgrind_control {' '.join(args)} {pid}: no answer in 60 s") from e
+    if "OK" not in out.stdout:
+        said = (out.stdout + out.stderr).strip().replace("\n", " ")
+        raise RuntimeError(f"callgrind_control {' '.join(args)} {pid}: {said}")
+
+
+def pingpong(loadgen: Path, port: int, conns: int, size: int, secs: float) -> int:
+    """Run the load generator; the messages it had answered, all verified."""
+    done = subprocess.run(
+        [str(loadgen), "pingpong", str(port), str(conns), str(size), str(secs)],
+        capture_output=True,
+        text=True,
+        timeout=secs + 60,
+    )
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        result = {"error": (done.stderr or "no output").strip()}
+    if not result.get("msgs") or result.get("errors") or result.get("mismatched"):
+        raise RuntimeError(f"ping-pong failed under valgrind: {result}")
+    return int(result["msgs"])
+
+
 def measure(
     name: str, cmd: str, point: tuple[int, int], secs: float, loadgen: Path, workdir: Path
-) -> tuple[float, Path]:
-    """Instructions per message of ``cmd`` at ``point``, and the dump they came from."""
+) -> tuple[float, Path, int]:
+    """
+    Instructions per message of ``cmd`` at ``point``; the longer run's dump and messages.
+
+    Two runs of the load generator, ``secs`` and twice that, each counted
+    on its own (counters zeroed before, dumped once the server has closed the
+    run's connections): the difference in instructions over the difference
+    in messages leaves out what each run costs once (accepting and closing
+    the connections, the messages still in flight when the load generator
+    stops counting).
+    """
     conns, size = point
     port = run.freePort()
     out = workdir / f"{name}-{conns}x{size}.cg"
@@ -99,24 +142,23 @@ def measure(
         *shlex.split(cmd.format(port=port)),
     ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    counted: list[tuple[int, int, Path]] = []
     try:
         if not run.waitPort(port, 120):
             raise RuntimeError(f"{name} did not listen on {port} under valgrind")
-        subprocess.run(
-            ["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True
-        )
-        result = json.loads(
-            subprocess.run(
-                [str(loadgen), "pingpong", str(port), str(conns), str(size), str(secs)],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=secs + 60,
-            ).stdout
-        )
-        subprocess.run(
-            ["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True
-        )
+        time.sleep(1.0)  # the readiness probe's connection closed, and logged
+        control(proc.pid, "-i", "on")
+        for length in (secs, 2 * secs):
+            control(proc.pid, "-z")
+            msgs = pingpong(loadgen, port, conns, size, length)
+            time.sleep(1.0)  # the run's connections closed
+            seen = set(workdir.iterdir())
+            control(proc.pid, "-d")
+            dumps = sorted(set(workdir.iterdir()) - seen, key=lambda f: f.stat().st_mtime)
+            if not dumps:
+                raise RuntimeError(f"{name}: callgrind wrote no dump")
+            counted.append((totalInstructions(dumps[-1]), msgs, dumps[-1]))
+        control(proc.pid, "-i", "off")
     finally:
         proc.terminate()
         try:
@@ -124,10 +166,10 @@ def measure(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    msgs = int(result["msgs"])
-    if not msgs or result["errors"] or result["mismatched"]:
-        raise RuntimeError(f"{name}: ping-pong failed under valgrind: {result}")
-    return totalInstructions(out) / msgs, out
+    (i1, m1, _), (i2, m2, longer) = counted
+    if m2 <= m1 or i2 <= i1:
+        raise RuntimeError(f"{name}: the longer run did not answer more ({m1}, then {m2})")
+    return (i2 - i1) / (m2 - m1), longer, m2
 
 
 def serverCommands(specs: Sequence[str]) -> dict[str, str]:
@@ -177,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for point in points:
                 label = f"{point[0]} x {run.sizeLabel(point[1])}"
                 started = time.monotonic()
-                perMsg, dump = measure(name, cmd, point, args.secs, loadgen, workdir)
+                perMsg, dump, msgs = measure(name, cmd, point, args.secs, loadgen, workdir)
                 table.setdefault(name, {})[label] = perMsg
                 print(
                     f"{name:>12} {label:>12}: {perMsg:10,.0f} instructions/message "
@@ -185,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 if args.top:
-                    msgs = totalInstructions(dump) / perMsg
+                    # The longer run's counts over its messages: a breakdown
+                    # that includes the run's one-off costs (the figure above
+                    # leaves them out).
                     for count, fn in top(dump, args.top):
                         print(f"    {count / msgs:10,.0f}  {fn}")
         labels = [f"{c} x {run.sizeLabel(s)}" for c, s in points]

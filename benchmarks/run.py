@@ -355,11 +355,14 @@ def speed(
     return runs, checks
 
 
-#: The share of a CPU a server may use while another is measured.  All are
+#: The share of a CPU a server may use while another is measured, beyond a
+#: floor of CPU seconds (a server still closing its last point's 100
+#: connections and logging them, within a short smoke point).  All are
 #: pinned to CPU 0: one that spins while idle (the C peer did, after a slow
 #: reader's reset, until 2026-12-01) takes half of that CPU from the server
 #: being measured and halves its rate: every later figure is wrong.
 IDLE_BUSY_LIMIT = 0.05
+IDLE_BUSY_FLOOR = 0.05
 
 
 def idleChecks(
@@ -371,8 +374,9 @@ def idleChecks(
 ) -> None:
     """Check that the servers not being measured stayed idle (``before``: their CPU seconds)."""
     for other, cpu0 in before.items():
-        busy = (cpuSeconds(up[other][1]) - cpu0) / max(elapsed, 1e-3)
-        ok = busy <= IDLE_BUSY_LIMIT
+        used = cpuSeconds(up[other][1]) - cpu0
+        busy = used / max(elapsed, 1e-3)
+        ok = busy <= IDLE_BUSY_LIMIT or used <= IDLE_BUSY_FLOOR
         detail = f"{busy:.0%} of a CPU during {during}" if not ok else "idle"
         mergeChecks(checks[other], {"idle while another server is measured": (ok, detail)})
 
@@ -912,8 +916,9 @@ def issueGoals(data: dict[str, Any]) -> list[str]:
         + ", ".join(f"{RATE_GOAL[k]}x ({k})" for k in CLIENT_KINDS)
         + ", server CPU per message <= 1.0x, p99 <= 1.0x (NO: not met)",
         "",
-        "The last column of each driver is the C server's rate over uvloop's: the most a server",
-        "with no user-space cost at all reached at that point, in the same run.",
+        "The last column of each driver is the C server's rate over uvloop's at that point, in",
+        "the same run: what the server with the least user-space work measured (about 50",
+        "instructions per message) reached.",
         "",
         "| point | "
         + " | ".join(f"{k}: rate | {k}: CPU | {k}: p99 | {k}: C rate" for k in CLIENT_KINDS)

@@ -77,27 +77,33 @@ def one(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    result = json.loads(
-        subprocess.run(
-            [
-                "taskset",
-                "-c",
-                "1",
-                str(loadgen),
-                "pingpong",
-                str(port),
-                str(conns),
-                str(size),
-                str(secs),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=secs + 30,
-        ).stdout
-    )
-    perf.send_signal(2)
-    perf.wait(30)
+    try:
+        result = json.loads(
+            subprocess.run(
+                [
+                    "taskset",
+                    "-c",
+                    "1",
+                    str(loadgen),
+                    "pingpong",
+                    str(port),
+                    str(conns),
+                    str(size),
+                    str(secs),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=secs + 30,
+            ).stdout
+        )
+    finally:
+        perf.send_signal(2)  # SIGINT: perf writes its data and exits
+        try:
+            perf.wait(30)
+        except subprocess.TimeoutExpired:
+            perf.kill()
+            perf.wait()
     usPerMsg = (run.cpuSeconds(pid) - cpu0) / result["msgs"] * 1e6
     row = {k: usPerMsg * v for k, v in split(data).items()}
     row["total"] = usPerMsg

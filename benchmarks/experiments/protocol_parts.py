@@ -12,7 +12,8 @@ with ``ServerConnection.send`` / ``EchoProtocol.dataReceived`` replaced:
 - ``inline``: the write-through checks moved into ``send`` (one Python call
   less per message; it would put private Twisted attributes in
   ``tcpproto.connection``, which the architecture keeps in
-  ``tcpproto._twisted``);
+  ``tcpproto._twisted``).  For the measure only, it also leaves out what the
+  ping-pong never reaches: the pause on a partial send, the TLS branch;
 - ``nocount``: ``inline`` without the two byte counters;
 - ``minimal``: ``send`` is ``sock.send(data)`` and nothing else (no
   counters, no checks: not a correct echo, a measure);
