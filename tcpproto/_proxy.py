@@ -147,10 +147,16 @@ class _ProxiedTransport:
         # The data path calls these directly, not through __getattr__.
         self.write = transport.write
         self.writeSequence = transport.writeSequence
-        #: What our write writes to: ServerConnection's write-through fast
-        #: path sends on its socket when it is a plain TCP connection
-        #: (tcpproto._halfclose.writesTo).
-        self.writesTo = transport
+
+    @property
+    def writesTo(self) -> ITransport:
+        """
+        What our ``write`` writes to: ServerConnection's write-through fast
+        path sends on its socket when it is a plain TCP connection
+        (:func:`tcpproto._halfclose.writesTo`, which looks for this name on
+        the class).
+        """
+        return self._transport
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
