@@ -39,6 +39,33 @@ class WriteThroughGuard(SynchronousTestCase):
         for name in (*_twisted._WRITE_THROUGH_ATTRIBUTES, "producerPaused"):
             _guard(self, "1", name in fd or name in source, f"FileDescriptor.{name} is gone")
 
+    def test_classDefaultsReadPerMessage(self) -> None:
+        """
+        The class defaults the fast path copies onto each transport (so that
+        CPython can specialise their reads) are plain class values, and are
+        copied: on the instance, equal to the class's.
+        """
+        for name in _twisted._READ_PER_MESSAGE:
+            default = inspect.getattr_static(tcp.Connection, name, None)
+            _guard(
+                self,
+                "1",
+                default is not None and not hasattr(type(default), "__get__"),
+                f"tcp.Connection.{name} is no longer a plain class default",
+            )
+        server, client = socket.socketpair()
+        self.addCleanup(server.close)
+        self.addCleanup(client.close)
+        from twisted.internet.testing import MemoryReactor
+
+        server.setblocking(False)
+        transport: Any = tcp.Server(
+            server, Protocol(), ("127.0.0.1", 1), cast(Any, None), 1, MemoryReactor()
+        )
+        _twisted.writeThroughSocket(transport)
+        for name in _twisted._READ_PER_MESSAGE:
+            self.assertEqual(vars(transport)[name], getattr(tcp.Connection, name))
+
     def test_realConnectionQualifies(self) -> None:
         """A real accepted connection is recognised (the attributes are there)."""
         server, client = socket.socketpair()
