@@ -6,7 +6,7 @@ CPython, measured with ``benchmarks/instructions.py``.
 
 - ``python``: no framework at all: one ``epoll.poll``, a dictionary lookup,
   ``recv`` and ``send`` per message, and nothing else (no half-close, no flow
-  control, no error handling: not a server, a floor);
+  control, a reset the only error handled: not a server, a floor);
 - ``twisted``: Twisted's read path on ``tcpproto``'s lean reactor, with a
   protocol whose ``dataReceived`` *is* the socket's ``send`` (a bound C
   method set on the instance): the loop, ``tcp.Connection.doRead`` and
@@ -60,13 +60,16 @@ def pythonFloor(port: int) -> None:
                 ep.register(conn.fileno(), select.EPOLLIN)
                 continue
             s = socks[fd]
-            data = s.recv(65536)
-            if data:
-                s.send(data)
-            else:
-                ep.unregister(fd)
-                del socks[fd]
-                s.close()
+            try:
+                data = s.recv(65536)
+                if data:
+                    s.send(data)
+                    continue
+            except OSError:  # a reset: the only error handling there is
+                pass
+            ep.unregister(fd)
+            del socks[fd]
+            s.close()
 
 
 def twistedFloor(port: int, mode: str) -> None:
