@@ -818,6 +818,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def exactRatio(a: float | None, b: float | None) -> float | None:
+    """``a / b`` unrounded: goals are judged on it (0.999x is not 1.0x; it prints as 1.00x NO)."""
+    return a / b if a is not None and b else None
+
+
 def goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """(goal, measured, target, met) for the performance issue's goals."""
     med = data["medians"]
@@ -934,10 +939,10 @@ def issueGoals(data: dict[str, Any]) -> list[str]:
             cells = []
             for kind in CLIENT_KINDS:
                 p = pointKey(kind, conns, size)
-                rr = ratio(mine.get(f"{p}_msgs"), uv.get(f"{p}_msgs"))
-                rc = ratio(mine.get(f"{p}_cpu_us"), uv.get(f"{p}_cpu_us"))
-                rp = ratio(mine.get(f"{p}_p99_us"), uv.get(f"{p}_p99_us"))
-                ceiling = ratio(c.get(f"{p}_msgs"), uv.get(f"{p}_msgs")) if c else None
+                rr = exactRatio(mine.get(f"{p}_msgs"), uv.get(f"{p}_msgs"))
+                rc = exactRatio(mine.get(f"{p}_cpu_us"), uv.get(f"{p}_cpu_us"))
+                rp = exactRatio(mine.get(f"{p}_p99_us"), uv.get(f"{p}_p99_us"))
+                ceiling = exactRatio(c.get(f"{p}_msgs"), uv.get(f"{p}_msgs")) if c else None
                 cells += [
                     cell(rr, rr is not None and rr >= RATE_GOAL[kind]),
                     cell(rc, rc is not None and rc <= 1.0),
@@ -946,7 +951,7 @@ def issueGoals(data: dict[str, Any]) -> list[str]:
                 ]
             out.append(f"| {conns} x {sizeLabel(size)} | " + " | ".join(cells) + " |")
     if c:
-        r = ratio(mine.get("c100x1KiB_cpu_us"), c.get("c100x1KiB_cpu_us"))
+        r = exactRatio(mine.get("c100x1KiB_cpu_us"), c.get("c100x1KiB_cpu_us"))
         out += [
             "",
             f"Server CPU per message at 100 x 1 KiB, {PROJECT} / c_epoll: "

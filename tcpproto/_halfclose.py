@@ -72,13 +72,14 @@ def writesTo(transport: object) -> object:
     transport below them, and writing past one of those would skip it (over
     TLS, send the answer unencrypted).
 
-    The class is asked, not the instance's ``__dict__``: CPython (3.11 and
-    later) keeps an object's attributes in a compact inline form until
-    someone asks for its ``__dict__``, and builds a real dictionary then;
-    every attribute read on that object is slower from then on.  For
-    Twisted's TCP transport, read on every message (``doRead``,
-    ``_dataReceived``, the write-through's checks), that was 2,700 more
-    instructions per message at 100 connections (benchmarks/RESULTS.md).
+    The class is asked, not the instance's ``__dict__``: CPython 3.11 and
+    3.12 keep an object's attributes in a compact inline form until someone
+    asks for its ``__dict__``, and build a real dictionary then; every
+    attribute read on that object is slower from then on.  For Twisted's TCP
+    transport, read on every message (``doRead``, ``_dataReceived``, the
+    write-through's checks), that was 1,400-1,800 more instructions per
+    message (12%) at 100 connections (benchmarks/RESULTS.md).  (3.13 keeps
+    the inline values behind the dictionary.)
     """
     if getattr(type(transport), "writesTo", None) is None:
         return transport
