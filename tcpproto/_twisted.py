@@ -95,7 +95,9 @@ def writeThroughSocket(transport: object) -> socket.socket | None:
 
     Only a plain TCP connection qualifies (its ``writeSomeData`` is exactly
     Twisted's, with the buffers we rely on); anything else (TLS, UNIX
-    sockets, wrappers, test transports) goes through the public API.
+    sockets, wrappers, test transports) goes through the public API.  A
+    transport that qualifies is made ready for the fast path: the class
+    defaults it reads per message are set on it (:func:`_settleAttributes`).
     """
     if getattr(type(transport), "writeSomeData", None) is not tcp.Connection.writeSomeData:
         return None
