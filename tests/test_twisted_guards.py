@@ -29,6 +29,19 @@ def _guard(testCase: SynchronousTestCase, entry: str, ok: bool, what: str) -> No
 class WriteThroughGuard(SynchronousTestCase):
     """Entry 1: tcp.Connection's write buffers."""
 
+    def _serverTransport(self) -> tuple[socket.socket, socket.socket, Any]:
+        """A tcp.Server over one end of a socket pair: (server end, client end, transport)."""
+        from twisted.internet.testing import MemoryReactor
+
+        server, client = socket.socketpair()
+        self.addCleanup(server.close)
+        self.addCleanup(client.close)
+        server.setblocking(False)
+        transport = tcp.Server(
+            server, Protocol(), ("127.0.0.1", 1), cast(Any, None), 1, MemoryReactor()
+        )
+        return server, client, transport
+
     def test_connectionBuffers(self) -> None:
         source = inspect.getsource(tcp.Connection) + inspect.getsource(tcp.Connection.__mro__[1])
         for name in ("writeSomeData",):
@@ -53,30 +66,14 @@ class WriteThroughGuard(SynchronousTestCase):
                 default is not None and not hasattr(type(default), "__get__"),
                 f"tcp.Connection.{name} is no longer a plain class default",
             )
-        server, client = socket.socketpair()
-        self.addCleanup(server.close)
-        self.addCleanup(client.close)
-        from twisted.internet.testing import MemoryReactor
-
-        server.setblocking(False)
-        transport: Any = tcp.Server(
-            server, Protocol(), ("127.0.0.1", 1), cast(Any, None), 1, MemoryReactor()
-        )
+        _, _, transport = self._serverTransport()
         _twisted.writeThroughSocket(transport)
         for name in _twisted._READ_PER_MESSAGE:
             self.assertEqual(vars(transport)[name], getattr(tcp.Connection, name))
 
     def test_realConnectionQualifies(self) -> None:
         """A real accepted connection is recognised (the attributes are there)."""
-        server, client = socket.socketpair()
-        self.addCleanup(server.close)
-        self.addCleanup(client.close)
-        from twisted.internet.testing import MemoryReactor
-
-        server.setblocking(False)
-        transport: Any = tcp.Server(
-            server, Protocol(), ("127.0.0.1", 1), cast(Any, None), 1, MemoryReactor()
-        )
+        server, client, transport = self._serverTransport()
         _guard(
             self,
             "1",
