@@ -18,13 +18,19 @@ varies with timing, and so does the count, by up to about 10%).
 
 Each point starts the server afresh under ``valgrind --tool=callgrind``,
 instrumentation off while it starts.  Then the C load generator
-(``loadgen.c``) drives it twice, for ``--secs`` and for twice that, each run
-counted on its own (counters zeroed before it, dumped after its connections
-closed); the difference in instructions over the difference in messages is
-the figure, so what each run costs once (accepting and closing the
-connections) is left out.  ``--top N`` prints the N C functions with the
-largest inclusive count per message in the longer run (for a Python server:
-the interpreter's calls, ``socket.recv``, ``take_gil``, ``malloc`` ...).
+(``loadgen.c``) drives it twice, for ``--msgs`` answered messages and for
+twice that, each run counted on its own (counters zeroed before it, dumped
+after its connections closed); the difference in instructions over the
+difference in messages is the figure, so what each run costs once (accepting
+and closing the connections) is left out.  The runs are sized in messages,
+not seconds: a busy machine slows a server under valgrind by a different
+factor from one run to the next, so two runs of fixed length need not differ
+by the messages their lengths suggest (in one CI run the longer answered
+fewer).  Each run is still bounded in time (``--timeout``).
+
+``--top N`` prints the N C functions with the largest inclusive count per
+message in the longer run (for a Python server: the interpreter's calls,
+``socket.recv``, ``take_gil``, ``malloc`` ...).
 
 Servers are the built-ins of ``run.py`` (``tcpecho``, ``uvloop``,
 ``c_epoll``, ...) or ``NAME='command with {port}'``.  Only 127.0.0.1 is used;
@@ -101,35 +107,45 @@ def control(pid: int, *args: str) -> None:
         raise RuntimeError(f"callgrind_control {' '.join(args)} {pid}: {said}")
 
 
-def pingpong(loadgen: Path, port: int, conns: int, size: int, secs: float) -> int:
-    """Run the load generator; the messages it had answered, all verified."""
+def pingpong(loadgen: Path, port: int, conns: int, size: int, msgs: int, timeout: float) -> None:
+    """Run the load generator until it has ``msgs`` answers, all verified."""
     done = subprocess.run(
-        [str(loadgen), "pingpong", str(port), str(conns), str(size), str(secs)],
+        [str(loadgen), "pingpong", str(port), str(conns), str(size), str(timeout), f"msgs={msgs}"],
         capture_output=True,
         text=True,
-        timeout=secs + 60,
+        timeout=timeout + 60,
     )
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         result = {"error": (done.stderr or "no output").strip()}
-    if not result.get("msgs") or result.get("errors") or result.get("mismatched"):
+    if result.get("errors") or result.get("mismatched") or "msgs" not in result:
         raise RuntimeError(f"ping-pong failed under valgrind: {result}")
-    return int(result["msgs"])
+    if result["msgs"] != msgs:
+        raise RuntimeError(
+            f"only {result['msgs']} of {msgs} messages answered in {timeout:g} s under valgrind"
+            " (a lower --msgs or a higher --timeout)"
+        )
 
 
 def measure(
-    name: str, cmd: str, point: tuple[int, int], secs: float, loadgen: Path, workdir: Path
+    name: str,
+    cmd: str,
+    point: tuple[int, int],
+    msgs: int,
+    timeout: float,
+    loadgen: Path,
+    workdir: Path,
 ) -> tuple[float, Path, int]:
     """
     Instructions per message of ``cmd`` at ``point``; the longer run's dump and messages.
 
-    Two runs of the load generator, ``secs`` and twice that, each counted
-    on its own (counters zeroed before, dumped once the server has closed the
-    run's connections): the difference in instructions over the difference
-    in messages leaves out what each run costs once (accepting and closing
-    the connections, the messages still in flight when the load generator
-    stops counting).
+    Two runs of the load generator, ``msgs`` answered messages and twice
+    that, each counted on its own (counters zeroed before, dumped once the
+    server has closed the run's connections): the difference in
+    instructions over the difference in messages leaves out what each run
+    costs once (accepting and closing the connections, the messages still in
+    flight when the load generator stops).
     """
     conns, size = point
     port = run.freePort()
@@ -148,16 +164,19 @@ def measure(
             raise RuntimeError(f"{name} did not listen on {port} under valgrind")
         time.sleep(1.0)  # the readiness probe's connection closed, and logged
         control(proc.pid, "-i", "on")
-        for length in (secs, 2 * secs):
+        for answers in (msgs, 2 * msgs):
             control(proc.pid, "-z")
-            msgs = pingpong(loadgen, port, conns, size, length)
+            try:
+                pingpong(loadgen, port, conns, size, answers, timeout)
+            except RuntimeError as e:
+                raise RuntimeError(f"{name}: {e}") from None
             time.sleep(1.0)  # the run's connections closed
             seen = set(workdir.iterdir())
             control(proc.pid, "-d")
             dumps = sorted(set(workdir.iterdir()) - seen, key=lambda f: f.stat().st_mtime)
             if not dumps:
                 raise RuntimeError(f"{name}: callgrind wrote no dump")
-            counted.append((totalInstructions(dumps[-1]), msgs, dumps[-1]))
+            counted.append((totalInstructions(dumps[-1]), answers, dumps[-1]))
         control(proc.pid, "-i", "off")
     finally:
         proc.terminate()
@@ -167,8 +186,8 @@ def measure(
             proc.kill()
             proc.wait()
     (i1, m1, _), (i2, m2, longer) = counted
-    if m2 <= m1 or i2 <= i1:
-        raise RuntimeError(f"{name}: the longer run did not answer more ({m1}, then {m2})")
+    if i2 <= i1:
+        raise RuntimeError(f"{name}: the longer run counted no more instructions ({i1}, {i2})")
     return (i2 - i1) / (m2 - m1), longer, m2
 
 
@@ -203,9 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--points", default=DEFAULT_POINTS, help=f"CONNSxSIZE,... (default {DEFAULT_POINTS})"
     )
-    p.add_argument("--secs", type=float, default=4.0, help="load generator seconds per point")
+    p.add_argument(
+        "--msgs",
+        type=int,
+        default=20000,
+        help="messages in the shorter run; the longer has twice as many (default 20000)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=300.0, help="most seconds a run may take (default 300)"
+    )
     p.add_argument("--top", type=int, default=0, help="print the N largest functions per point")
     args = p.parse_args(argv)
+    if args.msgs < 1 or args.timeout <= 0:
+        p.error("--msgs and --timeout must be positive")
     points = [parsePoint(t) for t in args.points.split(",")]
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
@@ -219,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for point in points:
                 label = f"{point[0]} x {run.sizeLabel(point[1])}"
                 started = time.monotonic()
-                perMsg, dump, msgs = measure(name, cmd, point, args.secs, loadgen, workdir)
+                perMsg, dump, msgs = measure(
+                    name, cmd, point, args.msgs, args.timeout, loadgen, workdir
+                )
                 table.setdefault(name, {})[label] = perMsg
                 print(
                     f"{name:>12} {label:>12}: {perMsg:10,.0f} instructions/message "

@@ -1,8 +1,11 @@
 /* loadgen: a small epoll TCP echo load generator for 127.0.0.1, so that the client is never the bottleneck.
- *   loadgen pingpong PORT CONNS SIZE SECONDS [proxy]
+ *   loadgen pingpong PORT CONNS SIZE SECONDS [proxy] [msgs=N]
  *                                              each connection sends SIZE bytes, waits for them all back, repeats;
  *                                              every byte echoed is checked against what was sent (memcmp);
- *                                              with "proxy", each connection first sends a PROXY protocol v1 header
+ *                                              with "proxy", each connection first sends a PROXY protocol v1 header;
+ *                                              with "msgs=N", it stops at the Nth answered message, or after
+ *                                              SECONDS if that comes first (a run of a known size, for counting
+ *                                              instructions per message: benchmarks/instructions.py)
  *   loadgen stream   PORT SECONDS              one connection writes a pattern while reading and verifying the echo,
  *                                              then half-closes and waits for the tail
  * Prints one JSON line; exits 1 when a byte was wrong or missing. Build: cc -O2 -o loadgen loadgen.c
@@ -38,7 +41,7 @@ typedef struct { int fd; size_t got, off; double t0; } conn_t;
 enum { PAT = 1 << 16 };
 static unsigned char pat[2 * PAT]; /* pat[j] depends on j % PAT only, so any window of up to PAT bytes is contiguous */
 
-static int pingpong(int port, int n, int size, double secs, int proxy) {
+static int pingpong(int port, int n, int size, double secs, int proxy, long limit) {
   struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl); rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl);
   int ep = epoll_create1(0);
   conn_t *c = calloc(n, sizeof *c);
@@ -61,9 +64,9 @@ static int pingpong(int port, int n, int size, double secs, int proxy) {
   double start = now(), end = start + secs;
   for (int i = 0; i < n; i++) { c[i].t0 = now(); if (write(c[i].fd, pat + c[i].off, size) != size) errors++; }
   struct epoll_event evs[256];
-  while (now() < end) {
+  while (now() < end && msgs != limit) {
     int k = epoll_wait(ep, evs, 256, 100);
-    for (int j = 0; j < k; j++) {
+    for (int j = 0; j < k && msgs != limit; j++) {
       conn_t *x = &c[evs[j].data.u32];
       ssize_t r = read(x->fd, buf, 1 << 16);
       if (r <= 0) { errors++; epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL); continue; }
@@ -120,8 +123,17 @@ static int stream(int port, double secs) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 6 && !strcmp(argv[1], "pingpong")) return pingpong(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atof(argv[5]), argc >= 7 && !strcmp(argv[6], "proxy"));
+  if (argc >= 6 && !strcmp(argv[1], "pingpong")) {
+    int proxy = 0, ok = 1;
+    long cap = -1; /* no cap: msgs never equals -1 */
+    for (int i = 6; i < argc; i++) {
+      if (!strcmp(argv[i], "proxy")) proxy = 1;
+      else if (!strncmp(argv[i], "msgs=", 5) && (cap = atol(argv[i] + 5)) > 0) continue;
+      else ok = 0;
+    }
+    if (ok) return pingpong(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atof(argv[5]), proxy, cap);
+  }
   if (argc >= 4 && !strcmp(argv[1], "stream")) return stream(atoi(argv[2]), atof(argv[3]));
-  fprintf(stderr, "usage: loadgen pingpong PORT CONNS SIZE SECONDS [proxy] | loadgen stream PORT SECONDS\n");
+  fprintf(stderr, "usage: loadgen pingpong PORT CONNS SIZE SECONDS [proxy] [msgs=N] | loadgen stream PORT SECONDS\n");
   return 2;
 }
