@@ -45,6 +45,7 @@ from twisted.internet import tcp
 #    returns (twisted/twisted#9376 made the function public, not the type).
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionFdescWentAway
 from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort, IReactorCore
 
 # 3. Twisted's PROXY header parsers are tested against HAProxy's
@@ -55,8 +56,10 @@ from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python import context as _context
 from twisted.python import log
 from twisted.python.failure import Failure
+from twisted.python.log import ILogContext
 from zope.interface import implementer
 
 __all__ = [
@@ -213,9 +216,13 @@ def tlsWriterFor(transport: object) -> Callable[[bytes], None] | None:
 #
 # Upstream limitations, neither with a hook:
 # - EPollReactor.doPoll wraps every ready descriptor in
-#   twisted.python.log.callWithLogger (a legacy log context: half the CPU per
+#   twisted.python.log.callWithLogger, which asks the selectable for its log
+#   prefix and pushes a legacy log context -- two dictionary copies -- whether
+#   or not anything reads it (with the dispatch around it, half the CPU per
 #   message for an echo server).  We re-implement the dispatch on its private
-#   _poller, _selectables, _doReadOrWrite and _disconnectSelectable.
+#   _poller, _selectables, _doReadOrWrite and _disconnectSelectable, and give
+#   legacy logging the same context, made only when it is read
+#   (_EventLogContext below, on the public twisted.python.context API).
 # - ReactorBase.mainLoop runs runUntilCurrent and timeout on every turn, in
 #   an error handler entered anew each turn, whether or not a timed call or a
 #   call from a thread is there (at one connection, 28% of the user-space
@@ -230,6 +237,94 @@ def tlsWriterFor(transport: object) -> Callable[[bytes], None] | None:
 #: The longest wait ReactorBase.timeout allows: epoll_wait's timeout is a C
 #: int of milliseconds.
 LONGEST_WAIT = 2147483
+
+#: Why a descriptor whose fileno() is -1 is disconnected (as posixbase's own).
+_FD_GONE = ConnectionFdescWentAway("File descriptor lost")
+
+
+class _EventLogContext(dict):  # type: ignore[type-arg]
+    """
+    A frame of the legacy context stack (:mod:`twisted.python.context`) that
+    holds what ``log.callWithLogger`` would have pushed for the event being
+    dispatched, made only when something reads it.
+
+    Twisted's dispatch pushes ``{ILogContext: {..., "system":
+    selectable.logPrefix()}}`` around every event, so that a line logged
+    through ``twisted.python.log`` while the event is handled names the
+    connection (``[EchoProtocol,0,127.0.0.1]``).  This frame sits on the
+    reactor thread's stack while the loop runs; the loop sets
+    :attr:`selectable` for each event, and the frame answers ``ILogContext``
+    only while one is set -- otherwise it is an empty, transparent frame.
+    The answer is built on the first read in an event, from the frames below
+    it exactly as ``log.callWithContext`` builds it, and kept until the
+    event ends (the loop empties the frame), so an event sees one dictionary,
+    as it does on Twisted's reactor.
+    """
+
+    __slots__ = ("selectable", "stack")
+
+    def __init__(self, stack: list[dict[Any, Any]]) -> None:
+        super().__init__()
+        #: The selectable whose event is being handled, or None between events.
+        self.selectable: Any = None
+        #: The context stack this frame is on.
+        self.stack = stack
+
+    def __missing__(self, key: object) -> dict[str, Any]:
+        selectable = self.selectable
+        if key is not ILogContext or selectable is None:
+            raise KeyError(key)
+        stack = self.stack
+        below: dict[str, Any] | None = None
+        at = len(stack) - 1
+        while at >= 0 and stack[at] is not self:
+            at -= 1
+        while at > 0:
+            at -= 1
+            try:
+                below = stack[at][ILogContext]
+                break
+            except KeyError:
+                pass
+        made = dict(below or {})
+        try:
+            system = selectable.logPrefix()
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            # As callWithLogger: report it, name the system after it.  The
+            # frame holds its answer first, so the report does not recurse.
+            made["system"] = "(buggy logPrefix method)"
+            dict.__setitem__(self, key, made)
+            log.err(system=made["system"])
+            return made
+        made["system"] = system
+        dict.__setitem__(self, key, made)
+        return made
+
+
+def _legacyContextStack() -> list[dict[Any, Any]] | None:
+    """
+    The calling thread's legacy context stack, or None when the installed
+    context tracker is not one of Twisted's own (then the reactor dispatches
+    through Twisted's code, which pushes its frames through the tracker).
+    """
+    tracker: object = _context.theContextTracker
+    if type(tracker) is _context.ThreadedContextTracker:
+        return cast("list[dict[Any, Any]]", tracker.currentContext().contexts)
+    if type(tracker) is _context.ContextTracker:
+        return cast("list[dict[Any, Any]]", tracker.contexts)
+    return None
+
+
+def _takeOff(stack: list[dict[Any, Any]], frame: _EventLogContext) -> None:
+    """Take ``frame`` off ``stack`` (by identity: an empty frame equals ``{}``)."""
+    frame.selectable = None
+    frame.clear()
+    for at in range(len(stack) - 1, -1, -1):
+        if stack[at] is frame:
+            del stack[at]
+            return
 
 
 def _leanDispatch() -> type:
@@ -255,6 +350,10 @@ def _leanDispatch() -> type:
 
             ``_leanLoop`` has a copy of this inlined: keep the two in step.
             """
+            stack = _legacyContextStack()
+            if stack is None:
+                EPollReactor.doPoll(self, timeout)
+                return
             if timeout is None:
                 timeout = -1  # wait indefinitely
             try:
@@ -265,23 +364,46 @@ def _leanDispatch() -> type:
                 raise
             selectables = self._selectables
             general = self._doReadOrWrite
-            for fd, event in events:
-                selectable = selectables.get(fd)
-                if selectable is None:
-                    continue
-                # As _doReadOrWrite, a descriptor whose fileno() is -1 is
-                # gone: Twisted's code disconnects it.
-                if event == EPOLLIN and selectable.fileno() != -1:
+            disconnect = self._disconnectSelectable
+            frame = _EventLogContext(stack)
+            stack.append(frame)
+            why: object
+            try:
+                for fd, event in events:
+                    selectable = selectables.get(fd)
+                    if selectable is None:
+                        continue
+                    frame.selectable = selectable
                     try:
-                        why = selectable.doRead()
+                        if event == EPOLLIN:
+                            # _doReadOrWrite's read branch: a descriptor
+                            # whose fileno() is -1 is gone; an error in
+                            # fileno() or doRead is logged and disconnects.
+                            try:
+                                if selectable.fileno() == -1:
+                                    why = _FD_GONE
+                                else:
+                                    why = selectable.doRead()
+                            except BaseException:
+                                why = sys.exc_info()[1]
+                                log.err()
+                                disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
+                            else:
+                                if why:
+                                    # Not a read when the descriptor was gone.
+                                    disconnect(selectable, why, why is not _FD_GONE)  # type: ignore[no-untyped-call]
+                        else:
+                            general(selectable, fd, event)  # type: ignore[no-untyped-call]
+                    except KeyboardInterrupt:
+                        raise
                     except BaseException:
-                        # As Twisted's _doReadOrWrite: log it, drop the connection.
-                        why = sys.exc_info()[1]
+                        # As callWithLogger: logged under the selectable's
+                        # system (the frame names it), and on to the next.
                         log.err()
-                    if why:
-                        self._disconnectSelectable(selectable, why, True)  # type: ignore[no-untyped-call]
-                else:
-                    general(selectable, fd, event)  # type: ignore[no-untyped-call]
+                    if frame:
+                        frame.clear()
+            finally:
+                _takeOff(stack, frame)
 
         doIteration = doPoll
 
@@ -312,53 +434,85 @@ def _leanDispatch() -> type:
             baseLog.info("Main loop terminated.")
 
         def _leanLoop(self) -> None:
+            stack = _legacyContextStack()
+            if stack is None:
+                # A context tracker of the application's own: one turn of
+                # Twisted's loop (mainLoop calls again while it runs).
+                self.runUntilCurrent()
+                timeout = self.timeout()
+                self.doIteration(self.running and timeout)
+                return
             poll = self._poller.poll
             selectables = self._selectables
             general = self._doReadOrWrite
             disconnect = self._disconnectSelectable
             readable = EPOLLIN
+            fdGone = _FD_GONE
+            frame = _EventLogContext(stack)
+            stack.append(frame)
             t: float | None
-            while self._started:
-                if self.threadCallQueue or self._newTimedCalls or self._justStopped:
-                    self.runUntilCurrent()
-                    t = self.timeout()
-                else:
-                    pending = self._pendingTimedCalls
-                    if not pending:
-                        t = None
+            why: object
+            try:
+                while self._started:
+                    if self.threadCallQueue or self._newTimedCalls or self._justStopped:
+                        # Outside any event (so, with no system named).
+                        frame.selectable = None
+                        self.runUntilCurrent()
+                        t = self.timeout()
                     else:
-                        t = pending[0].time - self.seconds()
-                        cancelled = self._cancellations
-                        if t <= 0 or (cancelled > 50 and cancelled > len(pending) >> 1):
-                            # Due, or runUntilCurrent compacts the heap.
-                            self.runUntilCurrent()
-                            t = self.timeout()
-                        elif t > LONGEST_WAIT:
-                            t = LONGEST_WAIT
-                if not self.running:
-                    t = 0  # Twisted's "t = self.running and timeout"
-                # The rest is doPoll, inlined: a call less per turn.  (Keep
-                # the two in step: a change to one is a change to both.)
-                try:
-                    events = poll(-1 if t is None else t, len(selectables))
-                except OSError as err:
-                    if err.errno == errno.EINTR:
-                        continue
-                    raise
-                for fd, event in events:
-                    selectable = selectables.get(fd)
-                    if selectable is None:
-                        continue
-                    if event == readable and selectable.fileno() != -1:
+                        pending = self._pendingTimedCalls
+                        if not pending:
+                            t = None
+                        else:
+                            t = pending[0].time - self.seconds()
+                            cancelled = self._cancellations
+                            if t <= 0 or (cancelled > 50 and cancelled > len(pending) >> 1):
+                                # Due, or runUntilCurrent compacts the heap.
+                                frame.selectable = None
+                                self.runUntilCurrent()
+                                t = self.timeout()
+                            elif t > LONGEST_WAIT:
+                                t = LONGEST_WAIT
+                    if not self.running:
+                        t = 0  # Twisted's "t = self.running and timeout"
+                    # The rest is doPoll, inlined: a call less per turn.  (Keep
+                    # the two in step: a change to one is a change to both.)
+                    try:
+                        events = poll(-1 if t is None else t, len(selectables))
+                    except OSError as err:
+                        if err.errno == errno.EINTR:
+                            continue
+                        raise
+                    for fd, event in events:
+                        selectable = selectables.get(fd)
+                        if selectable is None:
+                            continue
+                        frame.selectable = selectable
                         try:
-                            why = selectable.doRead()
+                            if event == readable:
+                                try:
+                                    if selectable.fileno() == -1:
+                                        why = fdGone
+                                    else:
+                                        why = selectable.doRead()
+                                except BaseException:
+                                    why = sys.exc_info()[1]
+                                    log.err()
+                                    disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
+                                else:
+                                    if why:
+                                        # Not a read when the descriptor was gone.
+                                        disconnect(selectable, why, why is not fdGone)  # type: ignore[no-untyped-call]
+                            else:
+                                general(selectable, fd, event)  # type: ignore[no-untyped-call]
+                        except KeyboardInterrupt:
+                            raise
                         except BaseException:
-                            why = sys.exc_info()[1]
                             log.err()
-                        if why:
-                            disconnect(selectable, why, True)  # type: ignore[no-untyped-call]
-                    else:
-                        general(selectable, fd, event)  # type: ignore[no-untyped-call]
+                        if frame:
+                            frame.clear()
+            finally:
+                _takeOff(stack, frame)
 
     return DirectReadEPollReactor
 

@@ -12,9 +12,10 @@ anything it uses:
   copies and half a dozen calls) around ``doRead``.  The context only names
   the ``system`` of lines logged through the old ``twisted.python.log`` API
   while the event is handled; tcpproto logs through :mod:`twisted.logger`,
-  whose events carry their own namespace and source.  That work, with the
-  general-purpose dispatch around it, was half the CPU time per message
-  (benchmarks/RESULTS.md: 20.1 us on Twisted's epoll reactor, 9.5 us here).
+  whose events carry their own namespace and source, and an echo server's
+  answer never reads it.  That work, with the general-purpose dispatch
+  around it, was half the CPU time per message (benchmarks/RESULTS.md:
+  20.1 us on Twisted's epoll reactor, 9.5 us here).
 - **Per turn**: ``ReactorBase.mainLoop`` calls ``runUntilCurrent`` (calls
   from threads, due timed calls, the shutdown after ``stop()``) and
   ``timeout`` (how long to wait) on every turn, inside an error handler
@@ -24,17 +25,26 @@ anything it uses:
 
 :class:`LeanEPollReactor` dispatches the common event -- readable, nothing
 else -- straight to ``doRead``, with the same checks and error handling as
-Twisted's own read-or-write dispatch; every other event (writable, hang-up, error)
-goes through Twisted's own code unchanged.  Its main loop runs
-``runUntilCurrent`` and ``timeout`` only on the turns that need them (a call
-from a thread is queued, a timed call was added or is due, ``stop()`` was
-called) and otherwise waits until the earliest timed call, exactly as
-``timeout`` would compute it.  Nothing observable differs: its tests run
-Twisted's own reactor test suites on it (startup and shutdown triggers,
-stop/crash/run again, timed calls, calls from threads, descriptors), and
-compare it with Twisted's reactor scenario by scenario (waits, ``stop()``
-within one turn, wake-ups from threads and signals, errors in the loop).  Any
-Twisted program runs on it.
+Twisted's own read-or-write dispatch; every other event (writable, hang-up,
+error) goes through Twisted's own code unchanged.  The legacy log context is
+still there for whoever reads it: one frame on the reactor thread's context
+stack knows which descriptor's event is being handled and builds, on the
+first read, the very dictionary ``callWithLogger`` would have pushed.  (With
+an application's own context tracker installed, every event takes Twisted's
+dispatch instead.)  Its main loop runs ``runUntilCurrent`` and ``timeout``
+only on the turns that need them (a call from a thread is queued, a timed
+call was added or is due, ``stop()`` was called) and otherwise waits until
+the earliest timed call, exactly as ``timeout`` would compute it.
+
+Nothing observable differs except when ``logPrefix()`` is called: only once
+the context is read (so a ``logPrefix`` that raises is reported then, not on
+every event).  Its tests run Twisted's own reactor and transport test suites
+on it (startup and shutdown triggers, stop/crash/run again, timed calls,
+calls from threads, descriptors; TCP, TLS, UNIX sockets, UDP, processes),
+and compare it with Twisted's reactor scenario by scenario (waits, ``stop()``
+within one turn, wake-ups from threads and signals, errors in the loop and
+in the application, the legacy log context).  Any Twisted program runs on
+it.
 
 It is ``twistd tcpecho``'s default reactor: the plugin installs it when
 ``twistd`` is about to choose its own, that is when the operator did not

@@ -5,6 +5,8 @@ The lean epoll reactor: the same behaviour as Twisted's, one layer less per even
 from __future__ import annotations
 
 import errno
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,11 +18,26 @@ from typing import Any, TypeVar, cast
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.test import test_core, test_fdset, test_threads, test_time
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReadDescriptor
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.test import (
+    test_core,
+    test_fdset,
+    test_process,
+    test_tcp,
+    test_threads,
+    test_time,
+    test_tls,
+    test_udp,
+    test_unix,
+)
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+from twisted.python import context, log
 from twisted.python.failure import Failure
+from twisted.python.log import ILogContext
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from tcpproto import EchoFactory, EchoProtocol, _twisted, exchange
 from tcpproto.reactor import LeanEPollReactor
@@ -28,6 +45,7 @@ from tests.helpers import (
     LOCAL_TCP,
     LOOPBACK,
     CommandServer,
+    LogCapture,
     Silent,
     executable,
     runProcessSync,
@@ -432,6 +450,251 @@ class LeanLoopEquivalenceTests(SynchronousTestCase):
         self.assertLess(counts["runUntilCurrent"], counts["poll"] / 2)
 
 
+# -- the lean dispatch: Twisted's per-event guarantees, side by side ----------
+
+
+class _Scenario:
+    """What the protocols of one run saw, and when to stop the reactor."""
+
+    def __init__(self, reactor: Any, expected: int) -> None:
+        self.reactor = reactor
+        self.expected = expected
+        self.seen: list[tuple[object, ...]] = []
+
+    def record(self, *what: object) -> None:
+        self.seen.append(what)
+        if len(self.seen) == self.expected:
+            self.reactor.callLater(0, self.reactor.stop)
+
+
+def _system() -> object:
+    """The ``system`` the legacy log context names now."""
+    return cast("dict[str, object]", context.get(ILogContext))["system"]
+
+
+class _ContextRecorder(Protocol):
+    """Records the legacy log context wherever Twisted promises one."""
+
+    scenario: _Scenario
+
+    def dataReceived(self, data: bytes) -> None:
+        first = context.get(ILogContext)
+        self.scenario.record("data", _system(), first is context.get(ILogContext))
+        context.call(
+            {"extra": 1},
+            lambda: self.scenario.record("nested", _system(), context.get("extra")),
+        )
+        log.msg("a legacy line")
+        self.scenario.reactor.callLater(0, lambda: self.scenario.record("timed", _system()))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.scenario.record("lost", _system())
+
+
+@implementer(IHalfCloseableProtocol)
+class _RaisesConnectionDone(Protocol):
+    """Raises ConnectionDone in dataReceived: a full close, not a half close."""
+
+    scenario: _Scenario
+
+    def dataReceived(self, data: bytes) -> None:
+        raise ConnectionDone("raised by the application")
+
+    def readConnectionLost(self) -> None:
+        self.scenario.record("readConnectionLost")
+
+    def writeConnectionLost(self) -> None:
+        """Not reached."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.scenario.record("connectionLost", type(reason.value).__name__)
+
+
+class _LostRaises(Protocol):
+    """Its connectionLost raises: logged under the connection's system, the loop goes on."""
+
+    scenario: _Scenario
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.scenario.record("connectionLost")
+        raise ValueError("a bug in connectionLost")
+
+
+@implementer(IReadDescriptor)
+class _FlakyFileno:
+    """A pipe's read end whose fileno() raises once, when the reactor dispatches its event."""
+
+    def __init__(self, fd: int, scenario: _Scenario) -> None:
+        self.fd = fd
+        self.scenario = scenario
+        self.raiseNext = False
+
+    def fileno(self) -> int:
+        if self.raiseNext:
+            self.raiseNext = False
+            raise OSError(errno.EBADF, "fileno failed")
+        return self.fd
+
+    def doRead(self) -> None:
+        self.scenario.record("doRead")
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.scenario.record("connectionLost", type(reason.value).__name__)
+
+    def logPrefix(self) -> str:
+        return "flaky"
+
+
+class DispatchEquivalenceTests(SynchronousTestCase):
+    """
+    Each scenario runs on Twisted's EPollReactor and on the lean reactor; what
+    the application sees and what is logged must be the same (the reference is
+    Twisted's).  The clients are plain sockets that send and half-close before
+    the reactor runs, so both reactors see the same events in the same order.
+    """
+
+    def scenarioResults(self, protocols: list[type[Protocol]], expected: int) -> list[Any]:
+        """Per reactor: (what the protocols saw, the legacy lines and errors logged)."""
+        results = []
+        for reactor in (EPollReactor(), LeanEPollReactor()):
+            self.addCleanup(_closeReactor, reactor)
+            scenario = _Scenario(reactor, expected)
+            clients = []
+            for protocol in protocols:
+                factory = Factory.forProtocol(
+                    type(protocol.__name__, (protocol,), {"scenario": scenario})
+                )
+                port = reactor.listenTCP(0, factory, interface=LOOPBACK)
+                self.addCleanup(port.stopListening)
+                client = socket.create_connection((LOOPBACK, port.getHost().port))
+                self.addCleanup(client.close)
+                client.sendall(b"hello")
+                client.shutdown(socket.SHUT_WR)
+                clients.append(client)
+            capture = LogCapture.install(self)
+            _runScenario(reactor, scenario)
+            globalLogPublisher.removeObserver(capture)
+            logged = [
+                (e.get("log_system"), _portless(e.get("message", ())), e.get("isError", 0))
+                for e in capture.events
+                if "system" in e  # what went through twisted.python.log
+            ]
+            results.append((scenario.seen, logged))
+        return results
+
+    def assertSame(self, results: list[Any], ordered: bool = True) -> tuple[Any, Any]:
+        """Twisted's result, once the lean reactor's is checked to be the same."""
+        if not ordered:  # several connections: their events may come in any order
+            results = [tuple(sorted(part, key=repr) for part in result) for result in results]
+        twisted, lean = results
+        self.assertEqual(lean, twisted)
+        return cast("tuple[Any, Any]", twisted)
+
+    def test_legacyLogContext(self) -> None:
+        """
+        While an event is handled, the legacy log context names the connection
+        (one dictionary per event, below any context the handler pushes);
+        timed calls run with none.
+        """
+        seen, logged = self.assertSame(self.scenarioResults([_ContextRecorder], expected=4))
+        system = seen[0][1]
+        self.assertRegex(system, r"^_ContextRecorder,0,127\.0\.0\.1$")
+        self.assertEqual(
+            seen,
+            [
+                ("data", system, True),
+                ("nested", system, 1),
+                ("timed", "-"),
+                ("lost", system),
+            ],
+        )
+        self.assertIn((system, ("a legacy line",), 0), logged)
+
+    def test_errorsInTheEventAreTwisteds(self) -> None:
+        """
+        ConnectionDone raised by the application is a full close (not a half
+        close), and an error in connectionLost is logged under the connection's
+        system while the loop handles the next connection.
+        """
+        seen, logged = self.assertSame(
+            self.scenarioResults([_RaisesConnectionDone, _LostRaises], expected=2), ordered=False
+        )
+        self.assertEqual(seen, [("connectionLost", "ConnectionDone"), ("connectionLost",)])
+        errors = sorted(system for system, _, isError in logged if isError)
+        self.assertEqual(len(errors), 2)
+        self.assertRegex(errors[0], r"^_LostRaises,0,127\.0\.0\.1$")
+        self.assertRegex(errors[1], r"^_RaisesConnectionDone,0,127\.0\.0\.1$")
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionDone, ValueError)), 4)
+
+    def test_errorInFilenoIsTwisteds(self) -> None:
+        """An error in fileno() while dispatching is logged and disconnects, as Twisted does."""
+        results = []
+        for reactor in (EPollReactor(), LeanEPollReactor()):
+            self.addCleanup(_closeReactor, reactor)
+            scenario = _Scenario(reactor, expected=1)
+            readEnd, writeEnd = os.pipe()
+            self.addCleanup(os.close, readEnd)
+            self.addCleanup(os.close, writeEnd)
+            descriptor = _FlakyFileno(readEnd, scenario)
+            reactor.addReader(descriptor)
+            descriptor.raiseNext = True
+            os.write(writeEnd, b"x")
+            capture = LogCapture.install(self)
+            _runScenario(reactor, scenario)
+            globalLogPublisher.removeObserver(capture)
+            errors = [e.get("log_system") for e in capture.events if e.get("isError")]
+            results.append((scenario.seen, errors))
+        seen, errors = self.assertSame(results)
+        self.assertEqual(seen, [("connectionLost", "OSError")])
+        self.assertEqual(errors, ["flaky"])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
+
+    def test_foreignContextTrackerGetsTwistedsDispatch(self) -> None:
+        """With an application's own context tracker, events go through Twisted's code."""
+
+        class Tracker(context.ThreadedContextTracker):
+            pushed = 0
+
+            def callWithContext(self, ctx: Any, func: Any, *args: Any, **kw: Any) -> Any:
+                Tracker.pushed += 1
+                return super().callWithContext(ctx, func, *args, **kw)
+
+        original = context.theContextTracker
+        context.installContextTracker(Tracker())
+        self.addCleanup(context.installContextTracker, original)
+        reactor = LeanEPollReactor()
+        self.addCleanup(_closeReactor, reactor)
+        scenario = _Scenario(reactor, expected=4)
+        factory = Factory.forProtocol(
+            type("_ContextRecorder", (_ContextRecorder,), {"scenario": scenario})
+        )
+        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection((LOOPBACK, port.getHost().port))
+        self.addCleanup(client.close)
+        client.sendall(b"hello")
+        client.shutdown(socket.SHUT_WR)
+        _runScenario(reactor, scenario)
+        system = "_ContextRecorder,0,127.0.0.1"
+        self.assertEqual(scenario.seen[0], ("data", system, True))
+        self.assertEqual(scenario.seen[3], ("lost", system))
+        self.assertGreater(Tracker.pushed, 0)
+
+
+def _portless(message: tuple[str, ...]) -> tuple[str, ...]:
+    """A legacy message without port numbers (each run listens on its own)."""
+    return tuple(re.sub(r"Port \d+", "Port N", part) for part in message)
+
+
+def _runScenario(reactor: Any, scenario: _Scenario, timeout: float = 20) -> None:
+    """Run ``reactor`` until the scenario has seen all it expects (it stops the reactor)."""
+    guard = reactor.callLater(timeout, reactor.stop)
+    reactor.run(installSignalHandlers=False)
+    if not guard.active():
+        raise AssertionError(f"timed out, having seen {scenario.seen}")
+    guard.cancel()
+
+
 class SignalTests(SynchronousTestCase):
     """SIGTERM wakes the lean reactor from a long wait and shuts it down, as Twisted's."""
 
@@ -484,9 +747,13 @@ class LeanLoopGuard(SynchronousTestCase):
 # -- Twisted's own reactor test suites, run on the lean reactor -------------------
 #
 # Any Twisted program must run unchanged on it: these are the tests every
-# Twisted reactor passes (startup and shutdown triggers, stop/crash/run again,
-# iterate, timed calls, calls from threads and the thread pool, readers and
-# writers, descriptors that go away).
+# Twisted reactor passes -- startup and shutdown triggers, stop/crash/run
+# again, iterate, timed calls, calls from threads and the thread pool, readers
+# and writers, descriptors that go away -- and Twisted's transport suites:
+# TCP (clients, ports, connectors, half-close, abort, adopted sockets), TLS,
+# UNIX sockets, UDP and processes, each run on the lean reactor alone.
+# (They found the legacy log context and the error handling that the lean
+# dispatch had lost: tcpproto._twisted entry 5.)
 
 _LEAN = f"{LeanEPollReactor.__module__}.{LeanEPollReactor.__qualname__}"
 
@@ -500,14 +767,59 @@ class _LeanFDSetTests(test_fdset.ReactorFDSetTestsBuilder):
     )
 
 
-for _builder in (
+class _NoChangeUID:
+    """Process tests, but one that is about this machine, not the reactor."""
+
+    def test_changeUID(self) -> None:
+        """Skipped: it fails on Twisted's own EPollReactor here too."""
+
+    test_changeUID.skip = (  # type: ignore[attr-defined]
+        "the child runs as nobody, who cannot run this virtualenv's Python (under /root) "
+        "(the same failure on Twisted's EPollReactor)"
+    )
+
+
+_TWISTED_SUITES: list[Any] = [
     test_core.SystemEventTestsBuilder,
     test_time.TimeTestsBuilder,
     test_threads.ThreadTestsBuilder,
     _LeanFDSetTests,
-):
+    *(
+        getattr(test_tcp, name)
+        for name in (
+            "TCP4ClientTestsBuilder",
+            "TCP6ClientTestsBuilder",
+            "TCPPortTestsBuilder",
+            "TCPFDPortTestsBuilder",
+            "TCPConnectionTestsBuilder",
+            "TCP4ConnectorTestsBuilder",
+            "TCP6ConnectorTestsBuilder",
+            "TCPTransportTestsBuilder",
+            "AdoptStreamConnectionTestsBuilder",
+            "AbortConnectionTests",
+            "TestBindAddressBuilder",  # Twisted 25.5 and later
+        )
+        if hasattr(test_tcp, name)
+    ),
+    test_tls.SSLClientTestsMixin,
+    test_tls.StartTLSClientTestsMixin,
+    test_tls.TLSPortTestsBuilder,
+    test_tls.AbortSSLConnectionTests,
+    test_unix.UNIXTestsBuilder,
+    test_unix.UnixClientTestsBuilder,
+    test_unix.UNIXDatagramTestsBuilder,
+    test_unix.UNIXPortTestsBuilder,
+    test_unix.UNIXFDPortTestsBuilder,
+    test_unix.UNIXAdoptStreamConnectionTestsBuilder,
+    test_udp.UDPServerTestsBuilder,
+    test_udp.UDPFDServerTestsBuilder,
+    type("_LeanProcessTests", (_NoChangeUID, test_process.ProcessTestsBuilder), {}),
+    type("_LeanPTYProcessTests", (_NoChangeUID, test_process.PTYProcessTestsBuilder), {}),
+]
+
+for _builder in _TWISTED_SUITES:
     _lean: Any = type(
-        f"Lean{_builder.__name__.lstrip('_')}",
+        f"Lean{_builder.__name__.lstrip('_').removeprefix('Lean')}",
         (_builder,),
         {"_reactors": [_LEAN], "__module__": __name__},
     )
