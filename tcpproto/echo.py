@@ -93,8 +93,10 @@ class LineEchoProtocol(ServerConnection):
         if lines:
             prefix = self.prefix
             if prefix:
+                # "P a\nP b\n" is "P " + "P ".join(["a\n", "b\n"]): two copies
+                # of the answer, however many lines the read held.
                 prefix += b" "
-                self.send(b"".join(prefix + line for line in lines))
+                self.send(prefix + prefix.join(lines))
             else:
                 self.send(b"".join(lines))
         if self._lines.overflowed:

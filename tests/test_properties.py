@@ -1,7 +1,8 @@
 """
 Properties, for any bytes and any chunking (hypothesis, in memory).
 
-- echo: what comes back is exactly what was sent, before and after a half-close;
+- echo: what comes back is exactly what was sent, before and after a half-close
+  (with a prefix: each line behind it);
 - thank-you, line framing: one reply per complete line, ending as the line did;
 - LineBuffer: any chunking of a stream gives back exactly its lines.
 """
@@ -64,6 +65,17 @@ class EchoProperties(SynchronousTestCase):
         proto, transport = served(EchoFactory(framing="line", clock=Clock()), data, sizes)
         IHalfCloseableProtocol(proto).readConnectionLost()
         self.assertEqual(transport.value(), data)
+
+    @SETTINGS
+    @given(data=lineish, sizes=cuts, prefix=st.binary(min_size=1, max_size=8))
+    def test_prefixedLineEcho(self, data: bytes, sizes: list[int], prefix: bytes) -> None:
+        """With a prefix, each line (the tail too) comes back as ``PREFIX line``, in order."""
+        factory = EchoFactory(framing="line", prefix=prefix, clock=Clock())
+        proto, transport = served(factory, data, sizes)
+        IHalfCloseableProtocol(proto).readConnectionLost()
+        lines = data.split(b"\n")
+        whole = [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+        self.assertEqual(transport.value(), b"".join(prefix + b" " + line for line in whole))
 
     @settings(max_examples=50, deadline=None)
     @given(
