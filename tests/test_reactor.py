@@ -553,24 +553,27 @@ class DispatchEquivalenceTests(SynchronousTestCase):
     the reactor runs, so both reactors see the same events in the same order.
     """
 
+    def helloAndFIN(self, scenario: _Scenario, protocol: type[Protocol]) -> None:
+        """
+        Listen with ``protocol`` on the scenario's reactor; a plain socket
+        connects, sends ``hello`` and half-closes, before the reactor runs.
+        """
+        factory = Factory.forProtocol(type(protocol.__name__, (protocol,), {"scenario": scenario}))
+        port = scenario.reactor.listenTCP(0, factory, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection((LOOPBACK, port.getHost().port))
+        self.addCleanup(client.close)
+        client.sendall(b"hello")
+        client.shutdown(socket.SHUT_WR)
+
     def scenarioResults(self, protocols: list[type[Protocol]], expected: int) -> list[Any]:
         """Per reactor: (what the protocols saw, the legacy lines and errors logged)."""
         results = []
         for reactor in (EPollReactor(), LeanEPollReactor()):
             self.addCleanup(_closeReactor, reactor)
             scenario = _Scenario(reactor, expected)
-            clients = []
             for protocol in protocols:
-                factory = Factory.forProtocol(
-                    type(protocol.__name__, (protocol,), {"scenario": scenario})
-                )
-                port = reactor.listenTCP(0, factory, interface=LOOPBACK)
-                self.addCleanup(port.stopListening)
-                client = socket.create_connection((LOOPBACK, port.getHost().port))
-                self.addCleanup(client.close)
-                client.sendall(b"hello")
-                client.shutdown(socket.SHUT_WR)
-                clients.append(client)
+                self.helloAndFIN(scenario, protocol)
             capture = LogCapture.install(self)
             _runScenario(reactor, scenario)
             globalLogPublisher.removeObserver(capture)
@@ -665,15 +668,7 @@ class DispatchEquivalenceTests(SynchronousTestCase):
         reactor = LeanEPollReactor()
         self.addCleanup(_closeReactor, reactor)
         scenario = _Scenario(reactor, expected=4)
-        factory = Factory.forProtocol(
-            type("_ContextRecorder", (_ContextRecorder,), {"scenario": scenario})
-        )
-        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
-        self.addCleanup(port.stopListening)
-        client = socket.create_connection((LOOPBACK, port.getHost().port))
-        self.addCleanup(client.close)
-        client.sendall(b"hello")
-        client.shutdown(socket.SHUT_WR)
+        self.helloAndFIN(scenario, _ContextRecorder)
         _runScenario(reactor, scenario)
         system = "_ContextRecorder,0,127.0.0.1"
         self.assertEqual(scenario.seen[0], ("data", system, True))
