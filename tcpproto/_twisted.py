@@ -34,6 +34,7 @@ import socket
 import sys
 from collections.abc import Callable
 from functools import partial
+from threading import get_ident
 from typing import Any, cast
 
 from OpenSSL.SSL import Error as TLSError
@@ -244,83 +245,96 @@ _FD_GONE = ConnectionFdescWentAway("File descriptor lost")
 
 class _EventLogContext(dict):  # type: ignore[type-arg]
     """
-    A frame of the legacy context stack (:mod:`twisted.python.context`) that
-    holds what ``log.callWithLogger`` would have pushed for the event being
-    dispatched, made only when something reads it.
+    The frame ``log.callWithLogger`` pushes on the legacy context stack
+    (:mod:`twisted.python.context`) around an event, made only if read.
 
-    Twisted's dispatch pushes ``{ILogContext: {..., "system":
-    selectable.logPrefix()}}`` around every event, so that a line logged
-    through ``twisted.python.log`` while the event is handled names the
-    connection (``[EchoProtocol,0,127.0.0.1]``).  This frame sits on the
-    reactor thread's stack while the loop runs; the loop sets
-    :attr:`selectable` for each event, and the frame answers ``ILogContext``
-    only while one is set -- otherwise it is an empty, transparent frame.
-    The answer is built on the first read in an event, from the frames below
-    it exactly as ``log.callWithContext`` builds it, and kept until the
-    event ends (the loop empties the frame), so an event sees one dictionary,
-    as it does on Twisted's reactor.
+    Twisted pushes ``{ILogContext: {..., "system": selectable.logPrefix()}}``
+    around every event, so that a line logged through ``twisted.python.log``
+    while the event is handled names the connection
+    (``[EchoProtocol,0,127.0.0.1]``).  The lean loop keeps one of these on
+    the stack instead: an empty dictionary that knows the context below it
+    and, during an event, the event's selectable.  The first read of
+    ``ILogContext`` in an event builds the answer exactly as
+    ``log.callWithContext`` builds it and keeps it until the event ends, so
+    an event sees one dictionary; between events (timed calls, calls from
+    threads, signal handlers) the frame holds nothing and the lookup goes on
+    to the frames below, as on Twisted.  A frame kept past its event (a
+    thread pool keeps the frame it was called under, for its worker) goes
+    on naming its own connection: the loop leaves it to its holder.  Any
+    other key is not here.
     """
 
-    __slots__ = ("selectable", "stack")
+    __slots__ = ("below", "building", "selectable")
 
-    def __init__(self, stack: list[dict[Any, Any]]) -> None:
-        super().__init__()
-        #: The selectable whose event is being handled, or None between events.
-        self.selectable: Any = None
-        #: The context stack this frame is on.
-        self.stack = stack
+    #: ``ILogContext`` of the frames below, when the loop began.
+    below: dict[str, Any]
+    #: The selectable whose event this is, or None between events.
+    selectable: Any
+    #: The thread asking the selectable for its prefix, or None.
+    building: int | None
 
     def __missing__(self, key: object) -> dict[str, Any]:
         selectable = self.selectable
         if key is not ILogContext or selectable is None:
             raise KeyError(key)
-        stack = self.stack
-        below: dict[str, Any] | None = None
-        at = len(stack) - 1
-        while at >= 0 and stack[at] is not self:
-            at -= 1
-        while at > 0:
-            at -= 1
-            try:
-                below = stack[at][ILogContext]
-                break
-            except KeyError:
-                pass
-        made = dict(below or {})
+        asking = get_ident()
+        if self.building == asking:
+            # logPrefix() itself reads the context: on Twisted it runs
+            # before the frame is pushed, so it sees the frames below.
+            raise KeyError(key)
+        made = dict(self.below)
+        self.building = asking
         try:
             system = selectable.logPrefix()
         except KeyboardInterrupt:
             raise
         except BaseException:
-            # As callWithLogger: report it, name the system after it.  The
-            # frame holds its answer first, so the report does not recurse.
+            # As callWithLogger: report it, and name the system after it.
             made["system"] = "(buggy logPrefix method)"
             dict.__setitem__(self, key, made)
             log.err(system=made["system"])
             return made
+        finally:
+            self.building = None
         made["system"] = system
         dict.__setitem__(self, key, made)
         return made
 
 
-def _legacyContextStack() -> list[dict[Any, Any]] | None:
+def _eventFrame(below: dict[str, Any]) -> _EventLogContext:
+    """A new, empty event frame over the context ``below``."""
+    frame = _EventLogContext()
+    frame.below = below
+    frame.selectable = frame.building = None
+    return frame
+
+
+def _legacyContextStack() -> tuple[object, list[Any]] | None:
     """
-    The calling thread's legacy context stack, or None when the installed
-    context tracker is not one of Twisted's own (then the reactor dispatches
-    through Twisted's code, which pushes its frames through the tracker).
+    The installed context tracker and the calling thread's stack of it, or
+    None when the tracker is not one of Twisted's own (then the reactor
+    dispatches through Twisted's code, which pushes its frames through it).
     """
     tracker: object = _context.theContextTracker
     if type(tracker) is _context.ThreadedContextTracker:
-        return cast("list[dict[Any, Any]]", tracker.currentContext().contexts)
+        return tracker, tracker.currentContext().contexts
     if type(tracker) is _context.ContextTracker:
-        return cast("list[dict[Any, Any]]", tracker.contexts)
+        return tracker, tracker.contexts
     return None
 
 
-def _takeOff(stack: list[dict[Any, Any]], frame: _EventLogContext) -> None:
+def _logContextBelow(stack: list[Any]) -> dict[str, Any]:
+    """``ILogContext`` as ``context.get`` finds it on ``stack`` (what callWithContext copies)."""
+    for frame in reversed(stack):
+        try:
+            return cast("dict[str, Any]", frame[ILogContext])
+        except KeyError:
+            pass
+    return {}
+
+
+def _takeOff(stack: list[Any], frame: _EventLogContext) -> None:
     """Take ``frame`` off ``stack`` (by identity: an empty frame equals ``{}``)."""
-    frame.selectable = None
-    frame.clear()
     for at in range(len(stack) - 1, -1, -1):
         if stack[at] is frame:
             del stack[at]
@@ -337,6 +351,9 @@ def _leanDispatch() -> type:
     # public API: the same namespace, message and level.
     baseLog = Logger(namespace="twisted.internet.base")
     topHandler = baseLog.failureHandler("Unexpected error in main loop")
+    callWithLogger = log.callWithLogger
+    newFrame = _eventFrame
+    getrefcount = sys.getrefcount
 
     class DirectReadEPollReactor(EPollReactor):
         """
@@ -348,12 +365,14 @@ def _leanDispatch() -> type:
             """
             Poll for events and dispatch them (see :mod:`tcpproto.reactor`).
 
-            ``_leanLoop`` has a copy of this inlined: keep the two in step.
+            ``_leanLoop`` has this dispatch inlined, with one event frame
+            reused from event to event: keep the two in step.
             """
-            stack = _legacyContextStack()
-            if stack is None:
+            found = _legacyContextStack()
+            if found is None:
                 EPollReactor.doPoll(self, timeout)
                 return
+            stack = found[1]
             if timeout is None:
                 timeout = -1  # wait indefinitely
             try:
@@ -365,45 +384,41 @@ def _leanDispatch() -> type:
             selectables = self._selectables
             general = self._doReadOrWrite
             disconnect = self._disconnectSelectable
-            frame = _EventLogContext(stack)
-            stack.append(frame)
+            below = _logContextBelow(stack)
             why: object
-            try:
-                for fd, event in events:
-                    selectable = selectables.get(fd)
-                    if selectable is None:
-                        continue
-                    frame.selectable = selectable
+            for fd, event in events:
+                selectable = selectables.get(fd)
+                if selectable is None:
+                    continue
+                if event != EPOLLIN:
+                    # Writable, hang-up, error: Twisted's own dispatch.
+                    callWithLogger(selectable, general, selectable, fd, event)  # type: ignore[no-untyped-call]
+                    continue
+                frame = newFrame(below)
+                frame.selectable = selectable
+                stack.append(frame)
+                try:
+                    # _doReadOrWrite's read branch: a descriptor whose
+                    # fileno() is -1 is gone; an error in fileno() or doRead
+                    # is logged and disconnects (never as a half-close).
                     try:
-                        if event == EPOLLIN:
-                            # _doReadOrWrite's read branch: a descriptor
-                            # whose fileno() is -1 is gone; an error in
-                            # fileno() or doRead is logged and disconnects.
-                            try:
-                                if selectable.fileno() == -1:
-                                    why = _FD_GONE
-                                else:
-                                    why = selectable.doRead()
-                            except BaseException:
-                                why = sys.exc_info()[1]
-                                log.err()
-                                disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
-                            else:
-                                if why:
-                                    # Not a read when the descriptor was gone.
-                                    disconnect(selectable, why, why is not _FD_GONE)  # type: ignore[no-untyped-call]
-                        else:
-                            general(selectable, fd, event)  # type: ignore[no-untyped-call]
-                    except KeyboardInterrupt:
-                        raise
+                        why = _FD_GONE if selectable.fileno() == -1 else selectable.doRead()
                     except BaseException:
-                        # As callWithLogger: logged under the selectable's
-                        # system (the frame names it), and on to the next.
+                        why = sys.exc_info()[1]
                         log.err()
-                    if frame:
-                        frame.clear()
-            finally:
-                _takeOff(stack, frame)
+                        disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
+                    else:
+                        if why:
+                            # Not a read when the descriptor was gone.
+                            disconnect(selectable, why, why is not _FD_GONE)  # type: ignore[no-untyped-call]
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:
+                    # As callWithLogger: logged under the selectable's
+                    # system (the frame names it), and on to the next.
+                    log.err()
+                finally:
+                    stack.pop()
 
         doIteration = doPoll
 
@@ -434,31 +449,46 @@ def _leanDispatch() -> type:
             baseLog.info("Main loop terminated.")
 
         def _leanLoop(self) -> None:
-            stack = _legacyContextStack()
-            if stack is None:
+            found = _legacyContextStack()
+            if found is None:
                 # A context tracker of the application's own: one turn of
                 # Twisted's loop (mainLoop calls again while it runs).
                 self.runUntilCurrent()
                 timeout = self.timeout()
                 self.doIteration(self.running and timeout)
                 return
+            tracker, stack = found
+            contexts = _context  # the module: its tracker can be replaced
             poll = self._poller.poll
             selectables = self._selectables
             general = self._doReadOrWrite
             disconnect = self._disconnectSelectable
             readable = EPOLLIN
             fdGone = _FD_GONE
-            frame = _EventLogContext(stack)
+            below = _logContextBelow(stack)
+            # The event frame stays on the stack while the loop runs, empty
+            # and so transparent between events; each event sets its
+            # selectable.  One frame serves event after event while nobody
+            # else keeps it: a frame per event would cost more than the rest
+            # of the dispatch.  Whoever does keep it (a thread pool keeps the
+            # frame it was called under, for its worker) keeps it as it is,
+            # and the loop puts a new one in its place.  The reference count
+            # tells: ``alone`` is the count while only the loop holds it.
+            frame = newFrame(below)
             stack.append(frame)
+            at = len(stack) - 1
+            alone = getrefcount(frame)
             t: float | None
             why: object
             try:
                 while self._started:
                     if self.threadCallQueue or self._newTimedCalls or self._justStopped:
-                        # Outside any event (so, with no system named).
-                        frame.selectable = None
                         self.runUntilCurrent()
                         t = self.timeout()
+                        if contexts.theContextTracker is not tracker:
+                            return  # another tracker was installed: mainLoop starts anew
+                        if getrefcount(frame) != alone:
+                            stack[at] = frame = newFrame(below)  # kept: see above
                     else:
                         pending = self._pendingTimedCalls
                         if not pending:
@@ -468,9 +498,12 @@ def _leanDispatch() -> type:
                             cancelled = self._cancellations
                             if t <= 0 or (cancelled > 50 and cancelled > len(pending) >> 1):
                                 # Due, or runUntilCurrent compacts the heap.
-                                frame.selectable = None
                                 self.runUntilCurrent()
                                 t = self.timeout()
+                                if contexts.theContextTracker is not tracker:
+                                    return
+                                if getrefcount(frame) != alone:
+                                    stack[at] = frame = newFrame(below)
                             elif t > LONGEST_WAIT:
                                 t = LONGEST_WAIT
                     if not self.running:
@@ -487,30 +520,36 @@ def _leanDispatch() -> type:
                         selectable = selectables.get(fd)
                         if selectable is None:
                             continue
+                        if event != readable:
+                            # Writable, hang-up, error: Twisted's own dispatch,
+                            # over a frame that names nothing.
+                            frame.selectable = None
+                            callWithLogger(selectable, general, selectable, fd, event)  # type: ignore[no-untyped-call]
+                            continue
                         frame.selectable = selectable
                         try:
-                            if event == readable:
-                                try:
-                                    if selectable.fileno() == -1:
-                                        why = fdGone
-                                    else:
-                                        why = selectable.doRead()
-                                except BaseException:
-                                    why = sys.exc_info()[1]
-                                    log.err()
-                                    disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
-                                else:
-                                    if why:
-                                        # Not a read when the descriptor was gone.
-                                        disconnect(selectable, why, why is not fdGone)  # type: ignore[no-untyped-call]
+                            try:
+                                why = fdGone if selectable.fileno() == -1 else selectable.doRead()
+                            except BaseException:
+                                why = sys.exc_info()[1]
+                                log.err()
+                                disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
                             else:
-                                general(selectable, fd, event)  # type: ignore[no-untyped-call]
+                                if why:
+                                    disconnect(selectable, why, why is not fdGone)  # type: ignore[no-untyped-call]
                         except KeyboardInterrupt:
                             raise
                         except BaseException:
                             log.err()
-                        if frame:
-                            frame.clear()
+                        if getrefcount(frame) != alone:
+                            stack[at] = frame = newFrame(below)
+                        elif frame:
+                            frame.clear()  # the context built for this event
+                    # Outside events (timed calls, calls from threads, signal
+                    # handlers, the wait) the frame names nothing, and the loop
+                    # holds nothing of the last event (as Twisted's doPoll,
+                    # whose locals are gone by then).
+                    selectable = frame.selectable = why = None
             finally:
                 _takeOff(stack, frame)
 
