@@ -5,6 +5,7 @@ The lean epoll reactor: the same behaviour as Twisted's, one layer less per even
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import re
 import signal
@@ -12,15 +13,17 @@ import socket
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReadDescriptor
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
 from twisted.internet.test import (
     test_core,
     test_fdset,
@@ -44,6 +47,7 @@ from tcpproto.reactor import LeanEPollReactor
 from tests.helpers import (
     LOCAL_TCP,
     LOOPBACK,
+    SOCKET_TIMEOUT,
     CommandServer,
     LogCapture,
     Silent,
@@ -545,6 +549,84 @@ class _FlakyFileno:
         return "flaky"
 
 
+class _HandsToAThread(Protocol):
+    """
+    The first connection hands work to the thread pool and connects a second
+    one; the worker reads the log context while the reactor is in the second
+    connection's event.
+    """
+
+    scenario: _Scenario
+
+    def dataReceived(self, data: bytes) -> None:
+        scenario: Any = self.scenario
+        if not hasattr(scenario, "gate"):
+            scenario.gate, scenario.done = threading.Event(), threading.Event()
+            scenario.reactor.callInThread(self.worker, scenario)
+            scenario.record("first", _system())
+            scenario.another()
+        else:
+            scenario.record("second", _system())
+            scenario.gate.set()  # the worker runs now, during this event
+            scenario.done.wait(SOCKET_TIMEOUT)
+
+    @staticmethod
+    def worker(scenario: Any) -> None:
+        try:
+            scenario.gate.wait(SOCKET_TIMEOUT)
+            system = _system()
+            log.msg("from the worker")
+            scenario.reactor.callFromThread(scenario.record, "worker", system)
+        finally:
+            scenario.done.set()
+
+
+class _RecordsConnectionMade(Protocol):
+    scenario: _Scenario
+
+    def connectionMade(self) -> None:
+        self.scenario.record("connectionMade", _system())
+
+
+class _ChattyServer(tcp.Server):
+    """A transport whose logPrefix() logs (through the legacy API) before answering."""
+
+    def logPrefix(self) -> str:
+        log.msg("asked")
+        return "chatty"
+
+
+class _ChattyPort(tcp.Port):
+    transport = _ChattyServer
+
+
+class _ChattyProtocol(Protocol):
+    scenario: _Scenario
+
+    def dataReceived(self, data: bytes) -> None:
+        log.msg("got data")
+        self.scenario.record("data", _system())
+
+
+class _WatchesItsTransport(Protocol):
+    """Checks, from a timed call after its connection closed, that its transport was freed."""
+
+    scenario: _Scenario
+
+    def connectionMade(self) -> None:
+        self.transportRef = weakref.ref(self.transport)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        ref, scenario = self.transportRef, self.scenario
+        del self.transport
+
+        def check() -> None:
+            gc.collect()
+            scenario.record("transport collected", ref() is None)
+
+        scenario.reactor.callLater(0, check)
+
+
 class DispatchEquivalenceTests(SynchronousTestCase):
     """
     Each scenario runs on Twisted's EPollReactor and on the lean reactor; what
@@ -553,27 +635,38 @@ class DispatchEquivalenceTests(SynchronousTestCase):
     the reactor runs, so both reactors see the same events in the same order.
     """
 
-    def helloAndFIN(self, scenario: _Scenario, protocol: type[Protocol]) -> None:
+    def helloAndFIN(self, scenario: _Scenario, protocol: type[Protocol]) -> int:
         """
         Listen with ``protocol`` on the scenario's reactor; a plain socket
         connects, sends ``hello`` and half-closes, before the reactor runs.
+
+        :return: the port listened on.
         """
         factory = Factory.forProtocol(type(protocol.__name__, (protocol,), {"scenario": scenario}))
         port = scenario.reactor.listenTCP(0, factory, interface=LOOPBACK)
         self.addCleanup(port.stopListening)
-        client = socket.create_connection((LOOPBACK, port.getHost().port))
+        number: int = port.getHost().port
+        self.plainClient(number)
+        return number
+
+    def plainClient(self, port: int) -> None:
+        """A blocking socket that connects to ``port``, sends ``hello`` and half-closes."""
+        client = socket.create_connection((LOOPBACK, port))
         self.addCleanup(client.close)
         client.sendall(b"hello")
         client.shutdown(socket.SHUT_WR)
 
-    def scenarioResults(self, protocols: list[type[Protocol]], expected: int) -> list[Any]:
-        """Per reactor: (what the protocols saw, the legacy lines and errors logged)."""
+    def sideBySide(self, setup: Callable[[_Scenario], object], expected: int) -> list[Any]:
+        """
+        Per reactor, Twisted's then the lean one: run ``setup(scenario)``, then
+        the reactor until the scenario has seen ``expected`` records; return
+        (what the protocols saw, the legacy lines and errors logged).
+        """
         results = []
         for reactor in (EPollReactor(), LeanEPollReactor()):
             self.addCleanup(_closeReactor, reactor)
             scenario = _Scenario(reactor, expected)
-            for protocol in protocols:
-                self.helloAndFIN(scenario, protocol)
+            setup(scenario)
             capture = LogCapture.install(self)
             _runScenario(reactor, scenario)
             globalLogPublisher.removeObserver(capture)
@@ -584,6 +677,15 @@ class DispatchEquivalenceTests(SynchronousTestCase):
             ]
             results.append((scenario.seen, logged))
         return results
+
+    def scenarioResults(self, protocols: list[type[Protocol]], expected: int) -> list[Any]:
+        """:meth:`sideBySide` with a listener and a hello-and-FIN client per protocol."""
+
+        def setup(scenario: _Scenario) -> None:
+            for protocol in protocols:
+                self.helloAndFIN(scenario, protocol)
+
+        return self.sideBySide(setup, expected)
 
     def assertSame(self, results: list[Any], ordered: bool = True) -> tuple[Any, Any]:
         """Twisted's result, once the lean reactor's is checked to be the same."""
@@ -674,6 +776,78 @@ class DispatchEquivalenceTests(SynchronousTestCase):
         self.assertEqual(scenario.seen[0], ("data", system, True))
         self.assertEqual(scenario.seen[3], ("lost", system))
         self.assertGreater(Tracker.pushed, 0)
+
+    def test_threadPoolWorkKeepsItsEventsContext(self) -> None:
+        """
+        Work handed to a thread pool during an event logs under that event's
+        connection, even while the reactor is handling another connection.
+        """
+        clients: list[int] = []
+
+        def setup(scenario: _Scenario) -> None:
+            clients.append(self.helloAndFIN(scenario, _HandsToAThread))
+            scenario.another = lambda: self.plainClient(clients[-1])  # type: ignore[attr-defined]
+
+        seen, logged = self.assertSame(self.sideBySide(setup, expected=3))
+        first, second = seen[0][1], seen[1][1]
+        self.assertNotEqual(first, second)
+        self.assertEqual(seen, [("first", first), ("second", second), ("worker", first)])
+        self.assertIn((first, ("from the worker",), 0), logged)
+
+    def test_connectingClientIsUninitialized(self) -> None:
+        """A client's connectionMade runs in the connect event, named as Twisted names it then."""
+
+        def setup(scenario: _Scenario) -> None:
+            port = scenario.reactor.listenTCP(0, Factory.forProtocol(Protocol), interface=LOOPBACK)
+            self.addCleanup(port.stopListening)
+            factory = ClientFactory.forProtocol(
+                type("_Client", (_RecordsConnectionMade,), {"scenario": scenario})
+            )
+            scenario.reactor.connectTCP(LOOPBACK, port.getHost().port, factory)
+
+        # (What is logged at shutdown comes in the order descriptors are closed.)
+        seen, _ = self.assertSame(self.sideBySide(setup, expected=1), ordered=False)
+        self.assertEqual(seen, [("connectionMade", "Uninitialized")])
+
+    def test_logPrefixThatLogs(self) -> None:
+        """A logPrefix() that logs does so under the context below (no recursion)."""
+
+        def setup(scenario: _Scenario) -> None:
+            factory = Factory.forProtocol(
+                type("_ChattyProtocol", (_ChattyProtocol,), {"scenario": scenario})
+            )
+            port = _ChattyPort(0, factory, 50, LOOPBACK, scenario.reactor)
+            port.startListening()
+            self.addCleanup(port.stopListening)
+            self.plainClient(port.getHost().port)
+
+        results = self.sideBySide(setup, expected=1)
+        for seen, logged in results:
+            self.assertEqual(seen, [("data", "chatty")])
+            # Twisted asks for the prefix on every event, the lean reactor
+            # when it is read: the lines differ in number, not in system.
+            self.assertIn(("chatty", ("got data",), 0), logged)
+            asking = {system for system, message, _ in logged if message == ("asked",)}
+            self.assertEqual(asking, {"-"})
+
+    def test_nothingHeldWhileIdle(self) -> None:
+        """Once its connection is closed, nothing of it is kept while the reactor waits."""
+        seen, _ = self.assertSame(self.scenarioResults([_WatchesItsTransport], expected=1))
+        self.assertEqual(seen, [("transport collected", True)])
+
+    def test_contextTrackerReplacedWhileRunning(self) -> None:
+        """A context tracker installed by a timed call is the one events use from then on."""
+        original = context.theContextTracker
+        self.addCleanup(context.installContextTracker, original)
+
+        def setup(scenario: _Scenario) -> None:
+            scenario.reactor.callLater(
+                0, context.installContextTracker, context.ThreadedContextTracker()
+            )
+            self.helloAndFIN(scenario, _ContextRecorder)
+
+        seen, _ = self.assertSame(self.sideBySide(setup, expected=4))
+        self.assertEqual(seen[0], ("data", "_ContextRecorder,0,127.0.0.1", True))
 
 
 def _portless(message: tuple[str, ...]) -> tuple[str, ...]:
