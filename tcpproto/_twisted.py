@@ -469,11 +469,15 @@ def _leanDispatch() -> type:
             # The event frame stays on the stack while the loop runs, empty
             # and so transparent between events; each event sets its
             # selectable.  One frame serves event after event while nobody
-            # else keeps it: a frame per event would cost more than the rest
-            # of the dispatch.  Whoever does keep it (a thread pool keeps the
-            # frame it was called under, for its worker) keeps it as it is,
-            # and the loop puts a new one in its place.  The reference count
-            # tells: ``alone`` is the count while only the loop holds it.
+            # else keeps it (a frame made and dropped per event measured 8%
+            # more instructions per message).  Whoever does keep it (a thread
+            # pool keeps the frame it was called under, for its worker) keeps
+            # it as it is, and the loop puts a new one in its place.  The
+            # reference count tells -- CPython's, which is what tcpproto runs
+            # on: ``alone`` is the count while only the loop holds it.  A
+            # context tracker installed while the loop runs is taken up after
+            # the next timed call or call from a thread (Twisted reads it on
+            # every event; installing one while running is rare).
             frame = newFrame(below)
             stack.append(frame)
             at = len(stack) - 1

@@ -29,22 +29,29 @@ Twisted's own read-or-write dispatch; every other event (writable, hang-up,
 error) goes through Twisted's own code unchanged.  The legacy log context is
 still there for whoever reads it: one frame on the reactor thread's context
 stack knows which descriptor's event is being handled and builds, on the
-first read, the very dictionary ``callWithLogger`` would have pushed.  (With
-an application's own context tracker installed, every event takes Twisted's
-dispatch instead.)  Its main loop runs ``runUntilCurrent`` and ``timeout``
-only on the turns that need them (a call from a thread is queued, a timed
-call was added or is due, ``stop()`` was called) and otherwise waits until
-the earliest timed call, exactly as ``timeout`` would compute it.
+first read, the very dictionary ``callWithLogger`` would have pushed; a
+thread pool's worker started in an event keeps naming that event's
+connection.  (With an application's own context tracker installed, every
+event takes Twisted's dispatch instead.)  Its main loop runs
+``runUntilCurrent`` and ``timeout`` only on the turns that need them (a call
+from a thread is queued, a timed call was added or is due, ``stop()`` was
+called) and otherwise waits until the earliest timed call, exactly as
+``timeout`` would compute it.
 
-Nothing observable differs except when ``logPrefix()`` is called: only once
-the context is read (so a ``logPrefix`` that raises is reported then, not on
-every event).  Its tests run Twisted's own reactor and transport test suites
-on it (startup and shutdown triggers, stop/crash/run again, timed calls,
-calls from threads, descriptors; TCP, TLS, UNIX sockets, UDP, processes),
-and compare it with Twisted's reactor scenario by scenario (waits, ``stop()``
-within one turn, wake-ups from threads and signals, errors in the loop and
-in the application, the legacy log context).  Any Twisted program runs on
-it.
+What differs is when two rarely used things are looked at.  A selectable's
+``logPrefix()`` is called when the context is first read in an event, not
+before every event (so a ``logPrefix`` that raises is reported then, and a
+``KeyboardInterrupt`` raised by it is raised where the context was read).  A
+context tracker installed while the reactor runs
+(``twisted.python.context.installContextTracker``) is taken up after the
+next timed call or call from a thread, not at the next event.  Its tests run
+Twisted's own reactor and transport test suites on it (startup and shutdown
+triggers, stop/crash/run again, timed calls, calls from threads,
+descriptors; TCP, TLS, UNIX sockets, UDP, processes), and compare it with
+Twisted's reactor scenario by scenario (waits, ``stop()`` within one turn,
+wake-ups from threads and signals, errors in the loop and in the
+application, the legacy log context in events, timed calls, thread-pool
+work and a connecting client).  Any Twisted program runs on it.
 
 It is ``twistd tcpecho``'s default reactor: the plugin installs it when
 ``twistd`` is about to choose its own, that is when the operator did not
