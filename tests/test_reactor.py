@@ -8,10 +8,12 @@ import errno
 import gc
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -986,11 +988,23 @@ _TWISTED_SUITES: list[Any] = [
     type("_LeanPTYProcessTests", (_NoChangeUID, test_process.PTYProcessTestsBuilder), {}),
 ]
 
+
+def _mktemp(self: SynchronousTestCase) -> str:
+    """
+    A path for Twisted's suites to write to, outside the source tree (trial's
+    own ``mktemp`` is relative to the working directory, the checkout under
+    pytest), removed after the test.
+    """
+    base = tempfile.mkdtemp(prefix="tcpproto-test-reactor-")
+    self.addCleanup(shutil.rmtree, base, ignore_errors=True)
+    return os.path.join(base, "temp")
+
+
 for _builder in _TWISTED_SUITES:
     _lean: Any = type(
         f"Lean{_builder.__name__.lstrip('_').removeprefix('Lean')}",
         (_builder,),
-        {"_reactors": [_LEAN], "__module__": __name__},
+        {"_reactors": [_LEAN], "__module__": __name__, "mktemp": _mktemp},
     )
     globals().update(_lean.makeTestCaseClasses())
 del _builder, _lean
