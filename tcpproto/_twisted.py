@@ -252,37 +252,48 @@ class _EventLogContext(dict):  # type: ignore[type-arg]
     around every event, so that a line logged through ``twisted.python.log``
     while the event is handled names the connection
     (``[EchoProtocol,0,127.0.0.1]``).  The lean loop keeps one of these on
-    the stack instead: an empty dictionary that knows the context below it
-    and, during an event, the event's selectable.  The first read of
-    ``ILogContext`` in an event builds the answer exactly as
-    ``log.callWithContext`` builds it and keeps it until the event ends, so
-    an event sees one dictionary; between events (timed calls, calls from
-    threads, signal handlers) the frame holds nothing and the lookup goes on
-    to the frames below, as on Twisted.  A frame kept past its event (a
-    thread pool keeps the frame it was called under, for its worker) goes
-    on naming its own connection: the loop leaves it to its holder.  Any
-    other key is not here.
+    the stack instead, an empty dictionary that knows the frames below it
+    and, during an event, the event's selectable:
+
+    - in an event, the first read of ``ILogContext`` builds the answer
+      exactly as ``log.callWithContext`` builds it, and the frame keeps it
+      until the event ends, so an event sees one dictionary;
+    - between events (timed calls, calls from threads, signal handlers) it
+      answers what the frames below it answer, as if it were not there;
+    - a frame someone keeps past its event (a thread pool keeps the frame it
+      was called under, for its worker) is settled by the loop
+      (:meth:`settle`) and left to its holder: it goes on answering as
+      Twisted's frame would have.
     """
 
-    __slots__ = ("below", "building", "selectable")
+    __slots__ = ("building", "selectable", "under")
 
-    #: ``ILogContext`` of the frames below, when the loop began.
-    below: dict[str, Any]
+    #: The frames below this one, or None once settled after an event.
+    under: list[Any] | None
     #: The selectable whose event this is, or None between events.
     selectable: Any
     #: The thread asking the selectable for its prefix, or None.
     building: int | None
 
-    def __missing__(self, key: object) -> dict[str, Any]:
+    def __missing__(self, key: object) -> Any:
         selectable = self.selectable
-        if key is not ILogContext or selectable is None:
+        under = self.under
+        if selectable is None:
+            if under is None:
+                raise KeyError(key)  # settled after an event: ILogContext only
+            return _lookUp(under, key)
+        if key is not ILogContext or under is None:
             raise KeyError(key)
         asking = get_ident()
         if self.building == asking:
             # logPrefix() itself reads the context: on Twisted it runs
             # before the frame is pushed, so it sees the frames below.
             raise KeyError(key)
-        made = dict(self.below)
+        try:
+            below = _lookUp(under, key)
+        except KeyError:
+            below = {}
+        made = dict(below)
         self.building = asking
         try:
             system = selectable.logPrefix()
@@ -300,11 +311,32 @@ class _EventLogContext(dict):  # type: ignore[type-arg]
         dict.__setitem__(self, key, made)
         return made
 
+    def settle(self) -> None:
+        """
+        Make this frame what Twisted's would be once its event is over: the
+        answer built now (on the reactor thread, from the event's
+        selectable), and nothing else held.  Between events it stays as it
+        is: it answers what the frames below it answer.
+        """
+        if self.selectable is not None:
+            self[ILogContext]  # built now, if the event did not read it
+            self.under = self.selectable = None
 
-def _eventFrame(below: dict[str, Any]) -> _EventLogContext:
-    """A new, empty event frame over the context ``below``."""
+
+def _lookUp(frames: list[Any], key: object) -> Any:
+    """``key`` in the topmost of ``frames`` that has it, as ``ContextTracker.getContext``."""
+    for frame in reversed(frames):
+        try:
+            return frame[key]
+        except KeyError:
+            pass
+    raise KeyError(key)
+
+
+def _eventFrame(under: list[Any]) -> _EventLogContext:
+    """A new, empty event frame over the frames ``under``."""
     frame = _EventLogContext()
-    frame.below = below
+    frame.under = under
     frame.selectable = frame.building = None
     return frame
 
@@ -323,18 +355,16 @@ def _legacyContextStack() -> tuple[object, list[Any]] | None:
     return None
 
 
-def _logContextBelow(stack: list[Any]) -> dict[str, Any]:
-    """``ILogContext`` as ``context.get`` finds it on ``stack`` (what callWithContext copies)."""
-    for frame in reversed(stack):
-        try:
-            return cast("dict[str, Any]", frame[ILogContext])
-        except KeyError:
-            pass
-    return {}
+def _replace(stack: list[Any], old: _EventLogContext, new: _EventLogContext) -> None:
+    """Put ``new`` where ``old`` is on ``stack`` (by identity: an empty frame equals ``{}``)."""
+    for at in range(len(stack) - 1, -1, -1):
+        if stack[at] is old:
+            stack[at] = new
+            return
 
 
 def _takeOff(stack: list[Any], frame: _EventLogContext) -> None:
-    """Take ``frame`` off ``stack`` (by identity: an empty frame equals ``{}``)."""
+    """Take ``frame`` off ``stack`` (by identity)."""
     for at in range(len(stack) - 1, -1, -1):
         if stack[at] is frame:
             del stack[at]
@@ -354,73 +384,13 @@ def _leanDispatch() -> type:
     callWithLogger = log.callWithLogger
     newFrame = _eventFrame
     getrefcount = sys.getrefcount
+    gettrace = sys.gettrace
 
     class DirectReadEPollReactor(EPollReactor):
         """
-        An epoll reactor that calls ``doRead`` directly for plain read
-        events, and runs the timed-call machinery only when it has work.
+        An epoll reactor whose main loop calls ``doRead`` directly for plain
+        read events, and runs the timed-call machinery only when it has work.
         """
-
-        def doPoll(self, timeout: float | None) -> None:
-            """
-            Poll for events and dispatch them (see :mod:`tcpproto.reactor`).
-
-            ``_leanLoop`` has this dispatch inlined, with one event frame
-            reused from event to event: keep the two in step.
-            """
-            found = _legacyContextStack()
-            if found is None:
-                EPollReactor.doPoll(self, timeout)
-                return
-            stack = found[1]
-            if timeout is None:
-                timeout = -1  # wait indefinitely
-            try:
-                events = self._poller.poll(timeout, len(self._selectables))
-            except OSError as err:
-                if err.errno == errno.EINTR:
-                    return
-                raise
-            selectables = self._selectables
-            general = self._doReadOrWrite
-            disconnect = self._disconnectSelectable
-            below = _logContextBelow(stack)
-            why: object
-            for fd, event in events:
-                selectable = selectables.get(fd)
-                if selectable is None:
-                    continue
-                if event != EPOLLIN:
-                    # Writable, hang-up, error: Twisted's own dispatch.
-                    callWithLogger(selectable, general, selectable, fd, event)  # type: ignore[no-untyped-call]
-                    continue
-                frame = newFrame(below)
-                frame.selectable = selectable
-                stack.append(frame)
-                try:
-                    # _doReadOrWrite's read branch: a descriptor whose
-                    # fileno() is -1 is gone; an error in fileno() or doRead
-                    # is logged and disconnects (never as a half-close).
-                    try:
-                        why = _FD_GONE if selectable.fileno() == -1 else selectable.doRead()
-                    except BaseException:
-                        why = sys.exc_info()[1]
-                        log.err()
-                        disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
-                    else:
-                        if why:
-                            # Not a read when the descriptor was gone.
-                            disconnect(selectable, why, why is not _FD_GONE)  # type: ignore[no-untyped-call]
-                except KeyboardInterrupt:
-                    raise
-                except BaseException:
-                    # As callWithLogger: logged under the selectable's
-                    # system (the frame names it), and on to the next.
-                    log.err()
-                finally:
-                    stack.pop()
-
-        doIteration = doPoll
 
         def mainLoop(self) -> None:
             """
@@ -437,9 +407,10 @@ def _leanDispatch() -> type:
             logged as Twisted logs it, and the loop goes on), entered once per
             run of the inner loop instead of once per turn.  Everything
             observable is Twisted's: tests/test_reactor.py runs Twisted's own
-            reactor tests on it.
+            reactor tests on it.  (``doIteration``, which ``iterate()`` calls,
+            is Twisted's own ``doPoll``.)
             """
-            if getattr(self.doIteration, "__func__", None) is not DirectReadEPollReactor.doPoll:
+            if getattr(self.doIteration, "__func__", None) is not EPollReactor.doPoll:
                 # doIteration was replaced: Twisted's loop calls it.
                 super().mainLoop()
                 return
@@ -455,7 +426,7 @@ def _leanDispatch() -> type:
                 # Twisted's loop (mainLoop calls again while it runs).
                 self.runUntilCurrent()
                 timeout = self.timeout()
-                self.doIteration(self.running and timeout)
+                self.doIteration(self.running and timeout)  # type: ignore[no-untyped-call]
                 return
             tracker, stack = found
             contexts = _context  # the module: its tracker can be replaced
@@ -465,23 +436,24 @@ def _leanDispatch() -> type:
             disconnect = self._disconnectSelectable
             readable = EPOLLIN
             fdGone = _FD_GONE
-            below = _logContextBelow(stack)
-            # The event frame stays on the stack while the loop runs, empty
-            # and so transparent between events; each event sets its
-            # selectable.  One frame serves event after event while nobody
-            # else keeps it (a frame made and dropped per event measured 8%
-            # more instructions per message).  Whoever does keep it (a thread
-            # pool keeps the frame it was called under, for its worker) keeps
-            # it as it is, and the loop puts a new one in its place.  The
-            # reference count tells -- CPython's, which is what tcpproto runs
-            # on: ``alone`` is the count while only the loop holds it.  A
-            # context tracker installed while the loop runs is taken up after
-            # the next timed call or call from a thread (Twisted reads it on
-            # every event; installing one while running is rare).
-            frame = newFrame(below)
+            # The event frame stays on the stack while the loop runs; each
+            # event sets its selectable.  One frame serves event after event
+            # while nobody else keeps it (a frame made and dropped per event
+            # measured 8% more instructions per message).  Whoever does keep
+            # it (a thread pool keeps the frame it was called under, for its
+            # worker) gets it settled, and the loop puts a new one in its
+            # place.  The reference count tells -- CPython's, which is what
+            # tcpproto runs on: ``alone`` is the count while only the loop
+            # holds it.  (Under a tracer, Python 3.10 keeps a frame's locals
+            # in a snapshot, so the count is not measured then: -1 has every
+            # frame replaced until it can be.)  A context tracker installed
+            # while the loop runs is taken up after the next timed call or
+            # call from a thread (Twisted reads it on every event; installing
+            # one while running is rare).
+            under = stack[:]
+            frame = newFrame(under)
             stack.append(frame)
-            at = len(stack) - 1
-            alone = getrefcount(frame)
+            alone = getrefcount(frame) if gettrace() is None else -1
             t: float | None
             why: object
             try:
@@ -492,7 +464,9 @@ def _leanDispatch() -> type:
                         if contexts.theContextTracker is not tracker:
                             return  # another tracker was installed: mainLoop starts anew
                         if getrefcount(frame) != alone:
-                            stack[at] = frame = newFrame(below)  # kept: see above
+                            kept, frame = frame, newFrame(under)  # kept: see above
+                            _replace(stack, kept, frame)
+                            alone = getrefcount(frame) if gettrace() is None else -1
                     else:
                         pending = self._pendingTimedCalls
                         if not pending:
@@ -507,13 +481,13 @@ def _leanDispatch() -> type:
                                 if contexts.theContextTracker is not tracker:
                                     return
                                 if getrefcount(frame) != alone:
-                                    stack[at] = frame = newFrame(below)
+                                    kept, frame = frame, newFrame(under)
+                                    _replace(stack, kept, frame)
+                                    alone = getrefcount(frame) if gettrace() is None else -1
                             elif t > LONGEST_WAIT:
                                 t = LONGEST_WAIT
                     if not self.running:
                         t = 0  # Twisted's "t = self.running and timeout"
-                    # The rest is doPoll, inlined: a call less per turn.  (Keep
-                    # the two in step: a change to one is a change to both.)
                     try:
                         events = poll(-1 if t is None else t, len(selectables))
                     except OSError as err:
@@ -532,6 +506,10 @@ def _leanDispatch() -> type:
                             continue
                         frame.selectable = selectable
                         try:
+                            # _doReadOrWrite's read branch: a descriptor whose
+                            # fileno() is -1 is gone; an error in fileno() or
+                            # doRead is logged and disconnects (never as a
+                            # half-close).
                             try:
                                 why = fdGone if selectable.fileno() == -1 else selectable.doRead()
                             except BaseException:
@@ -540,13 +518,19 @@ def _leanDispatch() -> type:
                                 disconnect(selectable, why, False)  # type: ignore[no-untyped-call]
                             else:
                                 if why:
+                                    # Not a read when the descriptor was gone.
                                     disconnect(selectable, why, why is not fdGone)  # type: ignore[no-untyped-call]
                         except KeyboardInterrupt:
                             raise
                         except BaseException:
+                            # As callWithLogger: logged under the selectable's
+                            # system (the frame names it), and on to the next.
                             log.err()
                         if getrefcount(frame) != alone:
-                            stack[at] = frame = newFrame(below)
+                            kept, frame = frame, newFrame(under)
+                            kept.settle()
+                            _replace(stack, kept, frame)
+                            alone = getrefcount(frame) if gettrace() is None else -1
                         elif frame:
                             frame.clear()  # the context built for this event
                     # Outside events (timed calls, calls from threads, signal

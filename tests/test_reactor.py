@@ -658,11 +658,17 @@ class DispatchEquivalenceTests(SynchronousTestCase):
         client.sendall(b"hello")
         client.shutdown(socket.SHUT_WR)
 
-    def sideBySide(self, setup: Callable[[_Scenario], object], expected: int) -> list[Any]:
+    def sideBySide(
+        self,
+        setup: Callable[[_Scenario], object],
+        expected: int,
+        around: dict[Any, Any] | None = None,
+    ) -> list[Any]:
         """
         Per reactor, Twisted's then the lean one: run ``setup(scenario)``, then
-        the reactor until the scenario has seen ``expected`` records; return
-        (what the protocols saw, the legacy lines and errors logged).
+        the reactor (inside the legacy context ``around``, if given) until the
+        scenario has seen ``expected`` records; return (what the protocols saw,
+        the legacy lines and errors logged).
         """
         results = []
         for reactor in (EPollReactor(), LeanEPollReactor()):
@@ -670,7 +676,7 @@ class DispatchEquivalenceTests(SynchronousTestCase):
             scenario = _Scenario(reactor, expected)
             setup(scenario)
             capture = LogCapture.install(self)
-            _runScenario(reactor, scenario)
+            context.call(around or {}, _runScenario, reactor, scenario)
             globalLogPublisher.removeObserver(capture)
             logged = [
                 (e.get("log_system"), _portless(e.get("message", ())), e.get("isError", 0))
@@ -850,6 +856,56 @@ class DispatchEquivalenceTests(SynchronousTestCase):
 
         seen, _ = self.assertSame(self.sideBySide(setup, expected=4))
         self.assertEqual(seen[0], ("data", "_ContextRecorder,0,127.0.0.1", True))
+
+    def test_workStartedBetweenEventsSeesTheContextAroundRun(self) -> None:
+        """
+        Work handed to a thread pool by a timed call sees the context the
+        reactor runs in, as on Twisted (the pool keeps the frame on top).
+        """
+
+        def setup(scenario: _Scenario) -> None:
+            def worker() -> None:
+                found = (_system(), context.get("around"))
+                scenario.reactor.callFromThread(scenario.record, "worker", *found)
+
+            scenario.reactor.callLater(0, scenario.reactor.callInThread, worker)
+
+        around = {ILogContext: {"system": "app"}, "around": "yes"}
+        seen, _ = self.assertSame(self.sideBySide(setup, expected=1, around=around))
+        self.assertEqual(seen, [("worker", "app", "yes")])
+
+    def test_logPrefixAskedOnTheReactorThread(self) -> None:
+        """
+        When only a thread pool's worker reads an event's context, the prefix
+        is still asked for on the reactor thread (the worker gets a string).
+        """
+        asked: list[bool] = []
+
+        class Server(tcp.Server):
+            def logPrefix(self) -> str:
+                asked.append(threading.current_thread() is threading.main_thread())
+                return "asked"
+
+        class Port(tcp.Port):
+            transport = Server
+
+        def setup(scenario: _Scenario) -> None:
+            def worker() -> None:
+                scenario.reactor.callFromThread(scenario.record, "worker", _system())
+
+            def dataReceived(protocol: Protocol, data: bytes) -> None:
+                scenario.reactor.callInThread(worker)
+
+            protocol = type("_HandsOff", (Protocol,), {"dataReceived": dataReceived})
+            port = Port(0, Factory.forProtocol(protocol), 50, LOOPBACK, scenario.reactor)
+            port.startListening()
+            self.addCleanup(port.stopListening)
+            self.plainClient(port.getHost().port)
+
+        seen, _ = self.assertSame(self.sideBySide(setup, expected=1))
+        self.assertEqual(seen, [("worker", "asked")])
+        self.assertTrue(asked)
+        self.assertEqual(set(asked), {True})
 
 
 def _portless(message: tuple[str, ...]) -> tuple[str, ...]:
