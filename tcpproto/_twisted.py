@@ -547,7 +547,8 @@ def _leanDispatch() -> type:
 def directReadEPollReactor() -> type:
     """
     The base class of :class:`tcpproto.reactor.LeanEPollReactor`: Twisted's
-    epoll reactor with ``doPoll`` and ``mainLoop`` replaced.
+    epoll reactor with ``mainLoop`` replaced (the loop dispatches plain reads
+    itself; ``doPoll``, which ``iterate()`` calls, stays Twisted's).
 
     :raises ImportError: where there is no epoll.
     """
