@@ -355,12 +355,19 @@ def _legacyContextStack() -> tuple[object, list[Any]] | None:
     return None
 
 
-def _replace(stack: list[Any], old: _EventLogContext, new: _EventLogContext) -> None:
-    """Put ``new`` where ``old`` is on ``stack`` (by identity: an empty frame equals ``{}``)."""
+def _succeed(stack: list[Any], kept: _EventLogContext) -> _EventLogContext:
+    """
+    A new event frame in the place of ``kept`` on ``stack`` (found by
+    identity: an empty frame equals ``{}``); ``kept``, which someone else
+    holds, is settled and left to them.
+    """
+    frame = _eventFrame(cast("list[Any]", kept.under))
+    kept.settle()
     for at in range(len(stack) - 1, -1, -1):
-        if stack[at] is old:
-            stack[at] = new
-            return
+        if stack[at] is kept:
+            stack[at] = frame
+            break
+    return frame
 
 
 def _takeOff(stack: list[Any], frame: _EventLogContext) -> None:
@@ -382,7 +389,7 @@ def _leanDispatch() -> type:
     baseLog = Logger(namespace="twisted.internet.base")
     topHandler = baseLog.failureHandler("Unexpected error in main loop")
     callWithLogger = log.callWithLogger
-    newFrame = _eventFrame
+    succeed = _succeed
     getrefcount = sys.getrefcount
     gettrace = sys.gettrace
 
@@ -450,8 +457,7 @@ def _leanDispatch() -> type:
             # while the loop runs is taken up after the next timed call or
             # call from a thread (Twisted reads it on every event; installing
             # one while running is rare).
-            under = stack[:]
-            frame = newFrame(under)
+            frame = _eventFrame(stack[:])
             stack.append(frame)
             alone = getrefcount(frame) if gettrace() is None else -1
             t: float | None
@@ -464,8 +470,7 @@ def _leanDispatch() -> type:
                         if contexts.theContextTracker is not tracker:
                             return  # another tracker was installed: mainLoop starts anew
                         if getrefcount(frame) != alone:
-                            kept, frame = frame, newFrame(under)  # kept: see above
-                            _replace(stack, kept, frame)
+                            frame = succeed(stack, frame)  # kept: see above
                             alone = getrefcount(frame) if gettrace() is None else -1
                     else:
                         pending = self._pendingTimedCalls
@@ -481,8 +486,7 @@ def _leanDispatch() -> type:
                                 if contexts.theContextTracker is not tracker:
                                     return
                                 if getrefcount(frame) != alone:
-                                    kept, frame = frame, newFrame(under)
-                                    _replace(stack, kept, frame)
+                                    frame = succeed(stack, frame)  # kept: see above
                                     alone = getrefcount(frame) if gettrace() is None else -1
                             elif t > LONGEST_WAIT:
                                 t = LONGEST_WAIT
@@ -527,9 +531,7 @@ def _leanDispatch() -> type:
                             # system (the frame names it), and on to the next.
                             log.err()
                         if getrefcount(frame) != alone:
-                            kept, frame = frame, newFrame(under)
-                            kept.settle()
-                            _replace(stack, kept, frame)
+                            frame = succeed(stack, frame)
                             alone = getrefcount(frame) if gettrace() is None else -1
                         elif frame:
                             frame.clear()  # the context built for this event

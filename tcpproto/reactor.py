@@ -32,9 +32,9 @@ stack knows which descriptor's event is being handled and builds, on the
 first read, the very dictionary ``callWithLogger`` would have pushed; a
 thread pool's worker sees what it would on Twisted (started in an event, it
 names that event's connection; started from a timed call, it sees the
-context the reactor runs in).  (With an application's own context tracker installed, every
-event takes Twisted's dispatch instead.)  Its main loop runs
-``runUntilCurrent`` and ``timeout`` only on the turns that need them (a call
+context the reactor runs in).  With an application's own context tracker
+installed, every event takes Twisted's dispatch instead.  Its main loop
+runs ``runUntilCurrent`` and ``timeout`` only on the turns that need them (a call
 from a thread is queued, a timed call was added or is due, ``stop()`` was
 called) and otherwise waits until the earliest timed call, exactly as
 ``timeout`` would compute it.
@@ -43,8 +43,8 @@ What differs is when two rarely used things are looked at.  A selectable's
 ``logPrefix()`` is called when the context is first read in an event (or as
 the event ends, if a thread pool kept its frame), not before every event; so
 a ``logPrefix`` that raises is reported then, and a ``KeyboardInterrupt``
-raised by it is raised where the context was read.  A
-context tracker installed while the reactor runs
+raised by it is raised where the context was read.  A context tracker
+installed while the reactor runs
 (``twisted.python.context.installContextTracker``) is taken up after the
 next timed call or call from a thread, not at the next event.  Its tests run
 Twisted's own reactor and transport test suites on it (startup and shutdown
